@@ -1,0 +1,5 @@
+"""Errors for bad user input: the CLI prints their message on one line and exits 2."""
+
+
+class UsageError(ValueError):
+    """Bad input from a user (unknown name, out-of-range value, wrong folder)."""

@@ -1,0 +1,252 @@
+"""The fully-connected residual network of SP eq. 1.
+
+    h_{k+1} = h_k + delta_k * sigma(A_k h_k + b_k),   h_0 = x,   k = 0..L-1
+
+Parameters are stacked on a leading depth axis (``A``: L x d x d, ``b``: L x d,
+``delta``: scalar or L) and the forward pass is a ``jax.lax.scan`` over depth.
+Hidden states are batched as rows (B x d); the column-vector convention
+``A_k h`` of the paper is ``h @ A_k.T`` on a batch.
+
+Everything here is a pure function of pytrees; :class:`ResNet` is a thin flax
+module around the same functions for users who prefer ``init``/``apply``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "ACTIVATIONS",
+    "DELTA_MODES",
+    "INITS",
+    "Activation",
+    "ResNet",
+    "ResNetParams",
+    "brownian_params",
+    "effective_delta",
+    "forward",
+    "get_activation",
+    "init_params",
+    "layer",
+    "mse",
+]
+
+DELTA_MODES = ("none", "shared", "per-layer")
+
+
+class Activation(NamedTuple):
+    """An activation sigma with the derivatives the limit theory needs."""
+
+    name: str
+    fn: Callable[[jax.Array], jax.Array]
+    d1: Callable[[jax.Array], jax.Array]  # sigma'
+    d2_at_0: float  # sigma''(0): drives the Ito correction of SP eq. 15
+    smooth: bool  # sigma(0)=0, sigma'(0)=1, bounded sigma''' (limit theory applies)
+
+
+def _csoftplus(x):
+    # 2 (softplus(x) - log 2): sigma(0) = 0, sigma'(0) = 1, sigma''(0) = 1/2 (SPEC §1).
+    return 2.0 * (jax.nn.softplus(x) - math.log(2.0))
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "tanh": Activation("tanh", jnp.tanh, lambda x: 1.0 - jnp.tanh(x) ** 2, 0.0, True),
+    "relu": Activation(
+        "relu", jax.nn.relu, lambda x: (x > 0).astype(x.dtype), 0.0, False
+    ),
+    "identity": Activation("identity", lambda x: x, jnp.ones_like, 0.0, True),
+    "csoftplus": Activation(
+        "csoftplus", _csoftplus, lambda x: 2.0 * jax.nn.sigmoid(x), 0.5, True
+    ),
+}
+ACTIVATIONS["softplus"] = ACTIVATIONS["csoftplus"]  # alias, same centred function
+
+INITS = ("xavier-depth", "xavier", "brownian")
+
+
+def get_activation(name: str) -> Activation:
+    """Look up an activation by name; raises ``ValueError`` with the choices."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {name!r}; choose from {', '.join(sorted(ACTIVATIONS))}"
+        ) from None
+
+
+class ResNetParams(NamedTuple):
+    """Stacked weights of a depth-L network (SP eq. 1).
+
+    ``A``: (L, d, d), ``b``: (L, d), ``delta``: () for a shared delta, (L,) for
+    per-layer deltas, ``None`` when the network has no delta (delta_k = 1).
+    Any extra leading axes (seeds) are allowed by the functions that vmap.
+    """
+
+    A: jax.Array
+    b: jax.Array
+    delta: Optional[jax.Array]
+
+    @property
+    def depth(self) -> int:
+        return self.A.shape[-3]
+
+    @property
+    def width(self) -> int:
+        return self.A.shape[-1]
+
+
+def effective_delta(params: ResNetParams, delta_mode: str) -> jax.Array:
+    """delta_k for every layer, shape (L,): |delta| shared, delta_k per layer, or 1."""
+    L = params.A.shape[0]
+    if delta_mode == "none" or params.delta is None:
+        return jnp.ones((L,), params.A.dtype)
+    if delta_mode == "shared":
+        return jnp.full((L,), jnp.abs(params.delta), params.A.dtype)
+    if delta_mode == "per-layer":
+        return params.delta
+    raise ValueError(f"unknown delta mode {delta_mode!r}; choose from {DELTA_MODES}")
+
+
+def layer(h: jax.Array, A: jax.Array, b: jax.Array, delta: jax.Array, sigma) -> jax.Array:
+    """One residual step h + delta sigma(A h + b) on a batch of rows (SP eq. 1)."""
+    return h + delta * sigma(h @ A.T + b)
+
+
+def forward(
+    params: ResNetParams,
+    x: jax.Array,
+    *,
+    activation: str = "tanh",
+    delta_mode: str = "shared",
+    return_hidden: bool = False,
+):
+    """Output h_L of SP eq. 1 for inputs ``x`` (B x d, or d), by scan over depth.
+
+    With ``return_hidden`` returns all hidden states h_0..h_L stacked as
+    (L+1) x B x d (or (L+1) x d).
+    """
+    sigma = get_activation(activation).fn
+    deltas = effective_delta(params, delta_mode)
+
+    def step(h, layer_params):
+        A, b, delta = layer_params
+        h_next = layer(h, A, b, delta, sigma)
+        return h_next, (h_next if return_hidden else None)
+
+    h_L, hidden = jax.lax.scan(step, x, (params.A, params.b, deltas))
+    if return_hidden:
+        return jnp.concatenate([x[None], hidden], axis=0)
+    return h_L
+
+
+def mse(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Mean squared error, mean over batch and coordinates (SPEC §6)."""
+    return jnp.mean((pred - target) ** 2)
+
+
+def init_params(
+    key: jax.Array,
+    depth: int,
+    width: int,
+    *,
+    init: str = "xavier-depth",
+    delta_mode: str = "shared",
+    scale: float = 0.01,
+    dtype=jnp.float32,
+) -> ResNetParams:
+    """Initial weights (SPEC §6).
+
+    - ``xavier-depth`` (the authors' default, s = ``scale``):
+      A_{k,ij} ~ N(0, (s/(L d))^2), b_{k,i} ~ N(0, (s/(L sqrt d))^2).
+    - ``xavier``: the same without the depth factor,
+      A_{k,ij} ~ N(0, (s/d)^2), b_{k,i} ~ N(0, (s/sqrt d)^2).
+    - ``brownian``: i.i.d. increments of a Brownian motion (SP Remark 2.1),
+      A_{k,mn} ~ N(0, 1/(L d^2)), b_{k,n} ~ N(0, 1/(L d)).
+
+    delta: shared delta = 1/L; per-layer delta_k ~ N(0, (1/L)^2); none -> None.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
+    L, d = depth, width
+    kA, kb, kd = jax.random.split(key, 3)
+    if init == "xavier-depth":
+        sA, sb = scale / (L * d), scale / (L * math.sqrt(d))
+    elif init == "xavier":
+        sA, sb = scale / d, scale / math.sqrt(d)
+    elif init == "brownian":
+        sA, sb = 1.0 / (math.sqrt(L) * d), 1.0 / math.sqrt(L * d)
+    else:
+        raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
+    A = sA * jax.random.normal(kA, (L, d, d), dtype)
+    b = sb * jax.random.normal(kb, (L, d), dtype)
+    if delta_mode == "none":
+        delta = None
+    elif delta_mode == "shared":
+        delta = jnp.asarray(1.0 / L, dtype)
+    elif delta_mode == "per-layer":
+        delta = jax.random.normal(kd, (L,), dtype) / L
+    else:
+        raise ValueError(f"unknown delta mode {delta_mode!r}; choose from {DELTA_MODES}")
+    return ResNetParams(A, b, delta)
+
+
+def brownian_params(dW_A: jax.Array, dW_b: jax.Array, delta_mode: str = "none") -> ResNetParams:
+    """A network whose weights are given Brownian increments (SP Remark 2.1).
+
+    ``dW_A``: (L, d, d), ``dW_b``: (L, d): A_k = W^A_{(k+1)/L} - W^A_{k/L}, etc.
+    """
+    L = dW_A.shape[0]
+    delta = None
+    if delta_mode == "shared":
+        delta = jnp.asarray(1.0, dW_A.dtype)
+    elif delta_mode == "per-layer":
+        delta = jnp.ones((L,), dW_A.dtype)
+    return ResNetParams(dW_A, dW_b, delta)
+
+
+class ResNet(nn.Module):
+    """Flax wrapper of :func:`forward` with stacked parameters ``A``, ``b``, ``delta``.
+
+    ``ResNet(depth, width).init(key, x)`` draws the weights with :func:`init_params`;
+    ``apply`` runs the scan. ``params['params']`` converts to :class:`ResNetParams`
+    with :meth:`to_params`.
+    """
+
+    depth: int
+    width: int
+    activation: str = "tanh"
+    delta_mode: str = "shared"
+    init: str = "xavier-depth"
+    scale: float = 0.01
+
+    @nn.compact
+    def __call__(self, x, return_hidden: bool = False):
+        def _init(key, part):
+            p = init_params(
+                key, self.depth, self.width, init=self.init,
+                delta_mode=self.delta_mode, scale=self.scale,
+            )
+            return getattr(p, part)
+
+        # One key drives all three parts so the flax module matches init_params(key).
+        A = self.param("A", lambda k: _init(k, "A"))
+        b = self.param("b", lambda k: _init(k, "b"))
+        delta = None
+        if self.delta_mode != "none":
+            delta = self.param("delta", lambda k: _init(k, "delta"))
+        return forward(
+            ResNetParams(A, b, delta), x, activation=self.activation,
+            delta_mode=self.delta_mode, return_hidden=return_hidden,
+        )
+
+    @staticmethod
+    def to_params(variables) -> ResNetParams:
+        p = variables["params"]
+        return ResNetParams(p["A"], p["b"], p.get("delta"))
