@@ -1,0 +1,267 @@
+"""Tests of resnet_limits.limits: paths, Q, the ODE/SDE limit solvers (SPEC §4)."""
+
+import math
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.scipy.linalg import expm
+
+from resnet_limits.limits import (
+    AffineControlTerm,
+    BrownianQ,
+    ConstantPath,
+    FunctionPath,
+    PiecewiseLinearPath,
+    brownian_increments,
+    brownian_network,
+    brownian_qv,
+    coarsen_increments,
+    estimate_qv,
+    moving_average,
+    solve_linear_ode,
+    solve_neural_ode,
+    solve_sde,
+    uniform_grid,
+    weight_paths,
+)
+from resnet_limits.models import ResNetParams, forward
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def test_piecewise_linear_path_values_increments_derivative():
+    vals = jnp.asarray(np.random.default_rng(0).normal(size=(9, 2, 2)))
+    p = PiecewiseLinearPath(vals)
+    assert p.n == 8 and p.shape == (2, 2)
+    for k in range(9):
+        np.testing.assert_allclose(p.evaluate(k / 8), vals[k], atol=1e-15)
+    np.testing.assert_allclose(p.evaluate(2.5 / 8), 0.5 * (vals[2] + vals[3]), atol=1e-14)
+    np.testing.assert_allclose(p.evaluate(3 / 8, 5 / 8), vals[5] - vals[3], atol=1e-14)
+    np.testing.assert_allclose(p.derivative(2.5 / 8), 8 * (vals[3] - vals[2]), atol=1e-12)
+    # left/right derivative at a knot
+    np.testing.assert_allclose(p.derivative(3 / 8, left=True), 8 * (vals[3] - vals[2]), atol=1e-12)
+    np.testing.assert_allclose(p.derivative(3 / 8, left=False), 8 * (vals[4] - vals[3]), atol=1e-12)
+    np.testing.assert_allclose(p.coarsen(4).values, vals[::2])
+    q = PiecewiseLinearPath.from_increments(p.increments)
+    np.testing.assert_allclose(q.values, vals - vals[0], atol=1e-14)
+    # vector-valued path, jit + vmap over t
+    v = PiecewiseLinearPath(jnp.arange(10.0)[:, None] * jnp.ones(3))
+    out = jax.jit(jax.vmap(v.evaluate))(jnp.array([0.0, 0.5, 1.0]))
+    np.testing.assert_allclose(out, [[0] * 3, [4.5] * 3, [9] * 3], atol=1e-13)
+
+
+def test_path_as_diffrax_control_in_controlterm():
+    # dy = y dX for a scalar piecewise-linear X: the Riemann-Stieltjes (ODE) solution is exp(X).
+    X = PiecewiseLinearPath(jnp.asarray(np.random.default_rng(1).normal(size=(17,))) * 0.3)
+    term = diffrax.ControlTerm(lambda t, y, args: y, X)
+    sol = diffrax.diffeqsolve(
+        term, diffrax.Tsit5(), 0.0, 1.0, None, jnp.asarray(1.0),
+        stepsize_controller=diffrax.ClipStepSizeController(
+            diffrax.PIDController(rtol=1e-10, atol=1e-12), step_ts=X.grid),
+        max_steps=10000,
+    )
+    np.testing.assert_allclose(sol.ys[-1], np.exp(X.values[-1] - X.values[0]), rtol=1e-8)
+
+
+def test_ito_not_stratonovich_scalar():
+    # dH = H dW: Ito solution exp(W - t/2), Stratonovich exp(W) (SPEC §4 warning).
+    n = 2**13
+
+    def one(k):
+        dW = jax.random.normal(k, (n, 1, 1), jnp.float64) / math.sqrt(n)
+        W = PiecewiseLinearPath.from_increments(dW)
+        ys = solve_sde(jnp.ones(1), W, None, jnp.array([0.0, 0.5, 1.0]))
+        return ys[:, 0], W.values[n // 2, 0, 0], W.values[-1, 0, 0]
+
+    H, Wh, W1 = jax.jit(jax.vmap(one))(jax.random.split(jax.random.PRNGKey(0), 64))
+    err_ito = np.mean(np.abs(H[:, 2] - np.exp(W1 - 0.5)))
+    err_strat = np.mean(np.abs(H[:, 2] - np.exp(W1)))
+    assert err_ito < 0.02, err_ito
+    assert err_strat > 0.3, err_strat
+    assert np.mean(np.abs(H[:, 1] - np.exp(Wh - 0.25))) < 0.02
+    np.testing.assert_allclose(H[:, 0], 1.0)
+
+
+def test_linear_ode_constant_matrix_exponential():
+    rng = np.random.default_rng(2)
+    d = 3
+    A = jnp.asarray(rng.normal(size=(d, d)))
+    b = jnp.asarray(rng.normal(size=(d,)))
+    x = jnp.asarray(rng.normal(size=(d,)))
+    ts = jnp.linspace(0, 1, 5)
+    H = solve_linear_ode(x, ConstantPath(A), ConstantPath(b), ts)
+    # augmented exponential: d/dt (H, 1) = [[A, b], [0, 0]] (H, 1)
+    M = jnp.zeros((d + 1, d + 1)).at[:d, :d].set(A).at[:d, d].set(b)
+    ref = jnp.stack([(expm(t * M) @ jnp.append(x, 1.0))[:d] for t in ts])
+    np.testing.assert_allclose(H, ref, rtol=1e-8, atol=1e-9)
+    # the same as a piecewise-linear (constant) path on a grid, under vmap over inputs
+    Ap = PiecewiseLinearPath(jnp.broadcast_to(A, (9, d, d)))
+    xs = jnp.stack([x, 2 * x])
+    Hs = jax.jit(jax.vmap(lambda x: solve_linear_ode(x, Ap, None, ts)))(xs)
+    np.testing.assert_allclose(Hs[1, -1], 2 * (expm(A) @ x), rtol=1e-8)
+
+
+def test_neural_ode_matches_fine_rk4_loop():
+    rng = np.random.default_rng(3)
+    d = 3
+    C0, C1 = (jnp.asarray(rng.normal(size=(d, d))) for _ in range(2))
+    b0 = jnp.asarray(rng.normal(size=(d,)))
+    Afn = lambda t: C0 + jnp.sin(2 * jnp.pi * t) * C1  # noqa: E731
+    bfn = lambda t: jnp.cos(2 * jnp.pi * t) * b0  # noqa: E731
+    x = jnp.asarray(rng.normal(size=(d,)))
+    H = solve_neural_ode(x, FunctionPath(Afn), FunctionPath(bfn), jnp.array([0.0, 1.0]))
+    f = lambda t, y: jnp.tanh(Afn(t) @ y + bfn(t))  # noqa: E731
+    y, n = x, 2000
+    h = 1.0 / n
+    for k in range(n):
+        t = k * h
+        k1 = f(t, y)
+        k2 = f(t + h / 2, y + h / 2 * k1)
+        k3 = f(t + h / 2, y + h / 2 * k2)
+        k4 = f(t + h, y + h * k3)
+        y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    np.testing.assert_allclose(H[-1], y, rtol=1e-9, atol=1e-10)
+
+
+def _em_loop(x, dWA, dWb, Afn, bfn, d2, Qfn):
+    n = dWA.shape[0]
+    h = np.array(x)
+    out = [h.copy()]
+    for k in range(n):
+        t = k / n
+        drift = np.array(Afn(t)) @ h + np.array(bfn(t)) + 0.5 * d2 * np.array(Qfn(t, jnp.asarray(h)))
+        h = h + drift / n + np.array(dWA[k]) @ h + np.array(dWb[k])
+        out.append(h.copy())
+    return np.stack(out)
+
+
+def test_sde_equals_plain_euler_maruyama_loop():
+    d, n = 3, 256
+    dWA, dWb = brownian_increments(jax.random.PRNGKey(4), n, d)
+    rng = np.random.default_rng(4)
+    C = jnp.asarray(rng.normal(size=(d, d)))
+    Afn = lambda t: jnp.sin(2 * jnp.pi * t) * C  # noqa: E731
+    bfn = lambda t: jnp.cos(2 * jnp.pi * t) * jnp.ones(d)  # noqa: E731
+    # the trend on the fine grid as a piecewise-linear path (values at knots are exact)
+    Ap = PiecewiseLinearPath(jax.vmap(Afn)(uniform_grid(n)))
+    bp = PiecewiseLinearPath(jax.vmap(bfn)(uniform_grid(n)))
+    x = jnp.asarray(rng.normal(size=(d,)))
+    WA, Wb = PiecewiseLinearPath.from_increments(dWA), PiecewiseLinearPath.from_increments(dWb)
+    Q = BrownianQ()
+    H = jax.jit(lambda x: solve_sde(x, WA, Wb, uniform_grid(n), d2_at_0=0.5, Q=Q,
+                                    Abar=Ap, bbar=bp))(x)
+    ref = _em_loop(x, dWA, dWb, Afn, bfn, 0.5, Q)
+    np.testing.assert_allclose(H, ref, rtol=1e-11, atol=1e-12)
+    # estimated-Q variant with a QuadraticVariation module also matches the loop
+    qv = estimate_qv(dWA, dWb, window=8)
+    H2 = solve_sde(x, WA, Wb, uniform_grid(n), d2_at_0=0.5, Q=qv, Abar=Ap, bbar=bp)
+    ref2 = _em_loop(x, dWA, dWb, Afn, bfn, 0.5, qv)
+    np.testing.assert_allclose(H2, ref2, rtol=1e-11, atol=1e-12)
+
+
+def test_affine_control_term_matrix_state():
+    d, n = 2, 64
+    dWA, _ = brownian_increments(jax.random.PRNGKey(5), n, d)
+    WA = PiecewiseLinearPath.from_increments(dWA)
+    sol = diffrax.diffeqsolve(
+        AffineControlTerm(WA), diffrax.Euler(), 0.0, 1.0, None, jnp.eye(d),
+        stepsize_controller=diffrax.StepTo(ts=WA.grid), max_steps=n,
+    )
+    ref = jnp.eye(d)
+    for k in range(n):
+        ref = ref + dWA[k] @ ref
+    np.testing.assert_allclose(sol.ys[-1], ref, rtol=1e-12)
+
+
+def test_q_closed_form_and_estimate_for_remark_2_1():
+    d, n = 3, 2**15
+    dWA, dWb = brownian_increments(jax.random.PRNGKey(6), n, d)
+    qv = estimate_qv(dWA, dWb, window=n)  # global average: the whole path
+    exact = brownian_qv(n, d)
+    x = jnp.array([0.3, -1.0, 2.0])
+    q_closed = BrownianQ()(0.3, x)
+    np.testing.assert_allclose(q_closed, (x @ x) / d**2 + 1 / d)
+    np.testing.assert_allclose(exact(0.3, x), q_closed, rtol=1e-14)
+    # the diffrax-side estimator from the increments: relative error ~ (2/n)^{1/2}·few
+    np.testing.assert_allclose(qv(0.3, x), q_closed, rtol=0.03)
+    np.testing.assert_allclose(qv.sigma_b()[100], np.full(d, 1 / d), rtol=0.03)
+    np.testing.assert_allclose(qv.sigma_A()[100, 0], np.eye(d) / d**2, atol=0.03 / d**2)
+    # local window (default ceil(sqrt n)): noisier but unbiased on average over time
+    qloc = estimate_qv(dWA, dWb)
+    vals = jax.vmap(lambda t: qloc(t, x))(uniform_grid(n)[:-1])
+    np.testing.assert_allclose(vals.mean(axis=0), q_closed, rtol=0.03)
+
+
+def test_moving_average_and_coarsen():
+    x = jnp.arange(10.0)
+    np.testing.assert_allclose(moving_average(x, 1), x)
+    ma = moving_average(x, 2)
+    np.testing.assert_allclose(ma[0], 0.5)
+    np.testing.assert_allclose(ma[5], 5.0)
+    dW = jnp.arange(16.0).reshape(8, 2)
+    np.testing.assert_allclose(coarsen_increments(dW, 2), [[0 + 2 + 4 + 6, 1 + 3 + 5 + 7],
+                                                          [8 + 10 + 12 + 14, 9 + 11 + 13 + 15]])
+    with pytest.raises(ValueError):
+        coarsen_increments(dW, 3)
+
+
+def test_weight_paths_absorb_delta_and_split():
+    rng = np.random.default_rng(7)
+    L, d = 6, 3
+    A = jnp.asarray(rng.normal(size=(L, d, d)))
+    b = jnp.asarray(rng.normal(size=(L, d)))
+    p = ResNetParams(A, b, jnp.asarray(rng.normal(size=(L,))))
+    wp = weight_paths(p, "per-layer", window=2)
+    dl = p.delta
+    np.testing.assert_allclose(wp.X_A.increments, dl[:, None, None] * A, atol=1e-14)
+    np.testing.assert_allclose(wp.X_b.increments, dl[:, None] * b, atol=1e-14)
+    # X = int Abar (left sums) + W exactly on the grid
+    np.testing.assert_allclose(
+        wp.W_A.increments + wp.Abar.values[:-1] / L, wp.X_A.increments, atol=1e-13)
+    np.testing.assert_allclose(wp.Abar.values[:-1], L * moving_average(dl[:, None, None] * A, 2))
+    np.testing.assert_allclose(wp.qv_weights, 1 / dl)
+    assert np.all(wp.W_A.values[0] == 0)
+    # given trend in SP normalisation with beta: rate L^{1-beta} delta_k Abar_k
+    Ab = jnp.asarray(rng.normal(size=(L + 1, d, d)))
+    wp2 = weight_paths(p, "per-layer", Abar=Ab, bbar=jnp.zeros((L, d)), beta=0.3)
+    np.testing.assert_allclose(wp2.Abar.values[:-1], L**0.7 * dl[:, None, None] * Ab[:L])
+    wp3 = weight_paths(p, "per-layer", homogeneous=True)
+    np.testing.assert_allclose(wp3.qv_weights, np.sign(dl))
+    # shared delta: |delta| absorbed
+    ps = ResNetParams(A, b, jnp.asarray(-0.5))
+    wps = weight_paths(ps, "shared")
+    np.testing.assert_allclose(wps.X_A.increments, 0.5 * A)
+
+
+def test_brownian_network_shares_the_fine_path():
+    d, n, L = 2, 64, 8
+    dWA, dWb = brownian_increments(jax.random.PRNGKey(8), n, d)
+    C = jnp.array([[0.0, 1.0], [-1.0, 0.0]])
+    net = brownian_network(dWA, dWb, L, Abar=ConstantPath(C))
+    np.testing.assert_allclose(net.A[3], dWA[24:32].sum(0) + C / L, atol=1e-14)
+    WA = PiecewiseLinearPath.from_increments(dWA)
+    np.testing.assert_allclose(WA.coarsen(L).increments + C / L, net.A, atol=1e-14)
+
+
+def test_scalar_network_converges_to_stochastic_exponential():
+    # d = 1, tanh (sigma''(0) = 0), b = 0: h_{k+1} = h_k + tanh(dW_k h_k) -> exp(W_t - t/2).
+    n = 2**12
+
+    def err(key, L):
+        dW = jax.random.normal(key, (n, 1, 1), jnp.float64) / math.sqrt(n)
+        W = PiecewiseLinearPath.from_increments(dW).coarsen(L)
+        net = ResNetParams(W.increments, jnp.zeros((L, 1)), None)
+        h = forward(net, jnp.ones((1,)), activation="tanh", delta_mode="none", return_hidden=True)
+        H = jnp.exp(W.values[:, 0, 0] - W.grid / 2)
+        return jnp.max((h[:, 0] - H) ** 2)
+
+    keys = jax.random.split(jax.random.PRNGKey(9), 128)
+    errs = [float(jnp.mean(jax.vmap(lambda k: err(k, L))(keys))) for L in (16, 64, 256)]
+    assert errs[0] > 2 * errs[1] > 4 * errs[2], errs
