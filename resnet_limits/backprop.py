@@ -115,6 +115,11 @@ def jacobians(
     a reverse ``lax.scan`` over depth. ``x``: (d,) or (B, d).
     """
     M, _, _ = layer_factors(params, x, activation=activation, delta_mode=delta_mode)
+    return _jacobians_from_factors(M)
+
+
+def _jacobians_from_factors(M: Array) -> Array:
+    """Reverse scan J_k = J_{k+1} M_k from J_L = I (AA eq. 5.3); (L+1, *batch, d, d)."""
     d = M.shape[-1]
     J_L = jnp.broadcast_to(jnp.eye(d, dtype=M.dtype), M.shape[1:])
 
@@ -135,6 +140,11 @@ def input_jacobians(
     J_k = Phi_L Phi_k^{-1} (AA eq. 5.16).
     """
     M, _, _ = layer_factors(params, x, activation=activation, delta_mode=delta_mode)
+    return _input_jacobians_from_factors(M)
+
+
+def _input_jacobians_from_factors(M: Array) -> Array:
+    """Forward scan Phi_{k+1} = M_k Phi_k from Phi_0 = I (AA eq. 5.17); (L+1, *batch, d, d)."""
     d = M.shape[-1]
     Phi0 = jnp.broadcast_to(jnp.eye(d, dtype=M.dtype), M.shape[1:])
 
@@ -162,18 +172,10 @@ def weight_gradients(
     dl/ddelta_k = sum_batch g_{k+1} . sigma(z_k) (shared delta: summed over k, times sign(delta)).
     Returned as a :class:`ResNetParams` of gradients (``delta`` is None for delta_mode "none").
     """
-    act = get_activation(activation)
-    deltas = effective_delta(params, delta_mode)
-    J = jacobians(params, x, activation=activation, delta_mode=delta_mode)
-    hs, z = _preactivations(params, x, activation, delta_mode)
+    M, hs, z = layer_factors(params, x, activation=activation, delta_mode=delta_mode)
+    J = _jacobians_from_factors(M)
     g_L = jax.grad(lambda h: loss(h, y))(hs[-1])  # (*batch, d)
-    g = jnp.einsum("...i,k...ij->k...j", g_L, J[1:])  # g_{k+1}, (L, *batch, d)
-    nb = z.ndim - 2
-    u = deltas.reshape((-1,) + (1,) * (nb + 1)) * g * act.d1(z)
-    batch_axes = tuple(range(1, 1 + nb))
-    gA = jnp.einsum("k...i,k...j->kij", u, hs[:-1])
-    gb = u.sum(axis=batch_axes) if nb else u
-    gd_k = jnp.sum(g * act.fn(z), axis=batch_axes + (z.ndim - 1,))  # (L,)
+    gA, gb, gd_k = _gradients_from(params, delta_mode, activation, J, hs, z, g_L)
     if delta_mode == "none" or params.delta is None:
         gd = None
     elif delta_mode == "shared":
@@ -181,3 +183,649 @@ def weight_gradients(
     else:
         gd = gd_k
     return ResNetParams(gA, gb, gd)
+
+
+def _gradients_from(params, delta_mode, activation, J, hs, z, g_L):
+    """dl/dA_k, dl/db_k (batch-summed) and per-layer dl/ddelta_k from J, h, z and dl/dh_L."""
+    act = get_activation(activation)
+    deltas = effective_delta(params, delta_mode)
+    g = jnp.einsum("...i,k...ij->k...j", g_L, J[1:])  # g_{k+1}, (L, *batch, d)
+    nb = z.ndim - 2
+    u = deltas.reshape((-1,) + (1,) * (nb + 1)) * g * act.d1(z)
+    batch_axes = tuple(range(1, 1 + nb))
+    gA = jnp.einsum("k...i,k...j->kij", u, hs[:-1])
+    gb = u.sum(axis=batch_axes) if nb else u
+    gd_k = jnp.sum(g * act.fn(z), axis=batch_axes + (z.ndim - 1,))  # (L,)
+    return gA, gb, gd_k
+
+
+# --------------------------------------------------------------------------------------------
+# Regime 1: smooth trend weights and the backward ODEs (AA Thm 4, eqs. 5.5 / 5.6)
+# --------------------------------------------------------------------------------------------
+
+
+class TrendPath(NamedTuple):
+    """A smooth random trend (Abar_t, bbar_t) = sum_m (cA_m, cb_m) cos(m pi t), m = 0..M-1.
+
+    ``cA``: (M, d, d), ``cb``: (M, d). Used to build Regime-1 networks
+    A_k = L^{-beta} Abar_{k/L}, b_k = L^{-beta} bbar_{k/L} (SP eq. 5).
+    """
+
+    cA: Array
+    cb: Array
+
+
+def random_trend(key: Array, width: int, *, n_modes: int = 3, scale: float = 1.0, dtype=jnp.float64) -> TrendPath:
+    """Draw a :class:`TrendPath`: mode m has entries N(0, (scale / ((1+m) sqrt d))^2) (A) and
+    N(0, (scale / (1+m))^2 / d) (b), so ||Abar_t||_op = O(scale)."""
+    kA, kb = jax.random.split(key)
+    m = jnp.arange(n_modes, dtype=dtype)
+    fall = (scale / (1.0 + m))
+    cA = jax.random.normal(kA, (n_modes, width, width), dtype) * fall[:, None, None] / math.sqrt(width)
+    cb = jax.random.normal(kb, (n_modes, width), dtype) * fall[:, None] / math.sqrt(width)
+    return TrendPath(cA, cb)
+
+
+def trend_eval(path: TrendPath, t) -> tuple[Array, Array]:
+    """(Abar_t, bbar_t) of a :class:`TrendPath` at a scalar time t."""
+    n = path.cA.shape[0]
+    phi = jnp.cos(jnp.pi * jnp.arange(n, dtype=path.cA.dtype) * t)
+    return jnp.tensordot(phi, path.cA, axes=1), jnp.tensordot(phi, path.cb, axes=1)
+
+
+def regime1_network(path: TrendPath, depth: int, *, alpha: float, beta: float) -> ResNetParams:
+    """Depth-L network of Hypothesis 1: A_k = L^{-beta} Abar_{k/L}, b_k = L^{-beta} bbar_{k/L},
+    shared delta = L^{-alpha} (SP eq. 5; use with ``delta_mode="shared"``)."""
+    L = depth
+    ts = jnp.arange(L, dtype=path.cA.dtype) / L
+    A, b = jax.vmap(lambda t: trend_eval(path, t))(ts)
+    s = L ** (-beta)
+    return ResNetParams(s * A, s * b, jnp.asarray(L ** (-alpha), path.cA.dtype))
+
+
+_ODE_TOL = dict(rtol=1e-10, atol=1e-12)
+
+
+def forward_ode(
+    x: Array,
+    trend: Callable[[Array], tuple[Array, Array]],
+    *,
+    activation: Optional[str],
+    rtol: float = _ODE_TOL["rtol"],
+    atol: float = _ODE_TOL["atol"],
+) -> diffrax.Solution:
+    """Dense diffrax solution on [0, 1] of dH/dt = sigma(Abar_t H + bbar_t) (neural ODE, SP eq. 2),
+    or of dH/dt = Abar_t H + bbar_t when ``activation`` is None (linear case, SP eq. 14), H_0 = x.
+
+    ``trend(t) -> (Abar_t, bbar_t)``. Tsit5 with a PID controller (smooth vector field, tight
+    tolerances so the solver error stays far below the network-to-limit gap); ``sol.evaluate(t)``
+    gives H_t.
+    """
+    sigma = (lambda u: u) if activation is None else get_activation(activation).fn
+
+    def f(t, H, args):
+        A, b = trend(t)
+        return sigma(A @ H + b)
+
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(f), diffrax.Tsit5(), t0=0.0, t1=1.0, dt0=1e-2, y0=x,
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        saveat=diffrax.SaveAt(dense=True), max_steps=100_000,
+    )
+
+
+def backward_ode(
+    ts: Array,
+    trend: Callable[[Array], tuple[Array, Array]],
+    *,
+    H: Optional[Callable[[Array], Array]] = None,
+    activation: Optional[str] = None,
+    rtol: float = _ODE_TOL["rtol"],
+    atol: float = _ODE_TOL["atol"],
+) -> Array:
+    """P_t at the increasing times ``ts`` (T, d, d), solving backward from P_1 = I (AA Thm 4).
+
+    - neural-ODE case (``activation`` and ``H`` given): dP/dt = -P diag(sigma'(Abar_t H_t + bbar_t)) Abar_t
+      (AA eq. 5.5), with ``H(t)`` the forward solution (e.g. ``forward_ode(...).evaluate``);
+    - linear case (``activation=None``): dP/dt = -P Abar_t (AA eq. 5.6); H is not needed.
+
+    Integrated from t = 1 to t = 0 by diffrax (Tsit5, negative dt0, PID controller).
+    """
+    if activation is not None and H is None:
+        raise ValueError("the neural-ODE backward equation needs the forward solution H")
+    d1 = None if activation is None else get_activation(activation).d1
+
+    def f(t, P, args):
+        A, b = trend(t)
+        if d1 is None:
+            return -P @ A
+        s = d1(A @ H(t) + b)
+        return -P @ (s[:, None] * A)
+
+    d = trend(ts[0])[0].shape[-1]
+    dtype = trend(ts[0])[0].dtype
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(f), diffrax.Tsit5(), t0=1.0, t1=0.0, dt0=-1e-2, y0=jnp.eye(d, dtype=dtype),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        saveat=diffrax.SaveAt(ts=ts[::-1]), max_steps=100_000,
+    )
+    return sol.ys[::-1]
+
+
+def limit_weight_gradients(J: Array, H: Array, grad_out: Array, slope: Optional[Array] = None) -> tuple[Array, Array]:
+    """Limit densities of the weight gradients at the grid times (AA §5.1 with the Jacobian limits).
+
+    With the limit Jacobian J_t (T, d, d) (P_t in Regime 1, Phi_1 Phi_t^{-1} in Regime 2), the
+    limit state H_t (T, d), dl/dH_1 = ``grad_out`` (d,) and the activation slope
+    s_t = sigma'(Abar_t H_t + bbar_t) (neural-ODE case; ``None`` means s = 1, the linear and
+    diffusive cases where the pre-activations vanish):
+
+        G^A_t = (J_t^T dl/dH_1 * s_t) H_t^T,    G^b_t = J_t^T dl/dH_1 * s_t,
+
+    so that L^alpha dl/dA_{[tL]} -> G^A_t and L^alpha dl/db_{[tL]} -> G^b_t (delta = L^{-alpha}).
+    """
+    u = jnp.einsum("i,tij->tj", grad_out, J)
+    if slope is not None:
+        u = u * slope
+    return jnp.einsum("ti,tj->tij", u, H), u
+
+
+# --------------------------------------------------------------------------------------------
+# Regime 2: the input-Jacobian SDE Phi (AA Thm 5, eqs. 5.10-5.11) and the Li et al. adjoint
+# --------------------------------------------------------------------------------------------
+
+
+class _JointControlTerm(diffrax.AbstractTerm):
+    """Noise of the joint Ito system for y = (H, Phi, Psi):
+    (dW^A H + dW^b, dW^A Phi, -Psi dW^A) (SP eq. 15, AA eq. 5.10 and its inverse). ``Psi`` may be None."""
+
+    W_A: diffrax.AbstractPath
+    W_b: diffrax.AbstractPath
+
+    def vf(self, t, y, args):
+        return y
+
+    def contr(self, t0, t1, **kwargs):
+        return self.W_A.evaluate(t0, t1), self.W_b.evaluate(t0, t1)
+
+    def prod(self, vf, control):
+        H, Phi, Psi = vf
+        dA, db = control
+        return (dA @ H + db, dA @ Phi, None if Psi is None else -Psi @ dA)
+
+
+class _RightControlTerm(diffrax.AbstractTerm):
+    """The matrix noise J dV (right multiplication), for the adjoint in reversed time (AA eq. 5.13)."""
+
+    V: diffrax.AbstractPath
+
+    def vf(self, t, y, args):
+        return y
+
+    def contr(self, t0, t1, **kwargs):
+        return self.V.evaluate(t0, t1)
+
+    def prod(self, vf, control):
+        return vf @ control
+
+
+def remark21_qv(n: int, d: int, dtype=None):
+    """Quadratic-variation densities of SP Remark 2.1 weights (``limits.brownian_qv``)."""
+    from resnet_limits.limits import brownian_qv
+
+    return brownian_qv(n, d, dtype)
+
+
+def _qv_parts(qv, d: int):
+    """(Q(t, x), C(t)) from a :class:`limits.QuadraticVariation` or ``limits.BrownianQ``.
+
+    C_ij(t) = sum_k d[W^A_ik, W^A_kj]/dt is the Ito correction of Phi^{-1} (and of the
+    Ito -> Stratonovich conversion). From the row-wise densities S[i, j, l] = d[M_ij, M_il]/dt
+    only the k = i term is known: C_ij = S[i, i, j], exact when distinct rows of W^A are
+    uncorrelated (SP Remark 2.1, and the independence SP assumes for Q).
+    """
+    from resnet_limits.limits import BrownianQ
+
+    if isinstance(qv, BrownianQ):
+        return qv, (lambda t: jnp.eye(d) / d**2)
+
+    def C(t):
+        S = qv.density(t)  # (d, d+1, d+1)
+        return jnp.diagonal(S[:, :d, :d], axis1=0, axis2=1).T  # [i, j] = S[i, i, j]
+
+    return qv, C
+
+
+class PhiSolution(NamedTuple):
+    """Joint solution of SP eq. 15 and AA eq. 5.10 at the save times ``ts``.
+
+    ``H`` (T, d), ``Phi`` (T, d, d), ``Psi`` (T, d, d) or None (the SDE solution for Phi^{-1}),
+    ``H_fine`` (n+1, d) on every knot of the fine path, or None.
+    """
+
+    ts: Array
+    H: Array
+    Phi: Array
+    Psi: Optional[Array]
+    H_fine: Optional[Array]
+
+    def jacobian_limit(self) -> Array:
+        """J_t = Phi_1 Phi_t^{-1} at ``ts`` (AA eq. 5.11), (T, d, d), by a linear solve
+        (ts must end at t = 1)."""
+        Phi1 = self.Phi[-1]
+        # X Phi_t = Phi_1  <=>  Phi_t^T X^T = Phi_1^T
+        return jnp.swapaxes(jnp.linalg.solve(jnp.swapaxes(self.Phi, -1, -2), Phi1.T[None]), -1, -2)
+
+
+def solve_phi_sde(
+    x: Array,
+    W_A,
+    W_b,
+    ts: Array,
+    *,
+    activation: str = "tanh",
+    qv=None,
+    Abar: Optional[Callable[[Array], Array]] = None,
+    bbar: Optional[Callable[[Array], Array]] = None,
+    with_inverse: bool = False,
+    save_fine_H: bool = False,
+    solver: str = "euler",
+) -> PhiSolution:
+    """Solve (H, Phi[, Psi = Phi^{-1}]) jointly on one weight path (SP eq. 15, AA eq. 5.10), Ito:
+
+        dH   = dW^A H + dW^b + [1/2 s2 Q(t, H) + Abar_t H + bbar_t] dt,          H_0 = x
+        dPhi = dW^A Phi + B_t Phi dt,   B_t = 1/2 s2 grad_x Q(t, H_t) + Abar_t,   Phi_0 = I
+        dPsi = -Psi dW^A + Psi (C_t - B_t) dt,                                    Psi_0 = I
+
+    with s2 = sigma''(0), C_ij = sum_k d[W^A_ik, W^A_kj]/dt (so that d(Psi Phi) = 0 by Ito's
+    formula). ``W_A``, ``W_b``: :class:`limits.PiecewiseLinearPath` on a common fine grid k/n
+    (values (n+1, d, d), (n+1, d)). ``qv``: Q and its densities (``limits.QuadraticVariation`` or
+    ``limits.BrownianQ``; default Remark 2.1). ``Abar``/``bbar``: the beta = 1 drift (callables
+    of t, or None). ``ts``: save times, knots of the fine grid, increasing, ending at 1.
+
+    Solver: ``"euler"`` = diffrax Euler with StepTo on the fine knots: on a piecewise-linear control
+    this is Euler-Maruyama, which converges to the Ito solution (strong order 1/2). ``"heun"``
+    (a Stratonovich solver) is offered only to show the difference (SPEC §4).
+    """
+    from resnet_limits.limits import BrownianQ, uniform_grid
+
+    d = x.shape[-1]
+    n = W_A.n
+    s2 = get_activation(activation).d2_at_0
+    Q, C = _qv_parts(BrownianQ() if qv is None else qv, d)
+    gradQ = jax.jacfwd(Q, argnums=1)
+
+    def B_and_fH(t, H):
+        B = jnp.zeros((d, d), x.dtype)
+        fH = jnp.zeros_like(H)
+        if s2 != 0.0:
+            B = B + 0.5 * s2 * gradQ(t, H)
+            fH = fH + 0.5 * s2 * Q(t, H)
+        if Abar is not None:
+            A_t = Abar(t)
+            B = B + A_t
+            fH = fH + A_t @ H
+        if bbar is not None:
+            fH = fH + bbar(t)
+        return B, fH
+
+    def drift(t, y, args):
+        H, Phi, Psi = y
+        B, fH = B_and_fH(t, H)
+        dPsi = None if Psi is None else Psi @ (C(t) - B)
+        return (fH, B @ Phi, dPsi)
+
+    eye = jnp.eye(d, dtype=x.dtype)
+    y0 = (x, eye, eye if with_inverse else None)
+    terms = diffrax.MultiTerm(diffrax.ODETerm(drift), _JointControlTerm(W_A, W_b))
+    ts = jnp.asarray(ts, x.dtype)
+    subs = [diffrax.SubSaveAt(ts=ts)]
+    if save_fine_H:
+        subs.append(diffrax.SubSaveAt(ts=uniform_grid(n, x.dtype), fn=lambda t, y, args: y[0]))
+    slv = {"euler": diffrax.Euler(), "heun": diffrax.Heun()}[solver]
+    sol = diffrax.diffeqsolve(
+        terms, slv, t0=0.0, t1=1.0, dt0=None, y0=y0,
+        saveat=diffrax.SaveAt(subs=subs),
+        stepsize_controller=diffrax.StepTo(ts=uniform_grid(n, x.dtype)),
+        max_steps=n,
+    )
+    H, Phi, Psi = sol.ys[0]
+    return PhiSolution(ts, H, Phi, Psi, sol.ys[1] if save_fine_H else None)
+
+
+def li_adjoint(
+    W_A,
+    H_fine: Array,
+    ts: Array,
+    *,
+    activation: str = "tanh",
+    qv=None,
+    Abar: Optional[Callable[[Array], Array]] = None,
+    stratonovich_drift: bool = True,
+    solver: str = "heun",
+) -> Array:
+    """The neural-SDE adjoint of Li et al. (2020) (AA eq. 5.13) for SP eq. 15, at the times ``ts``.
+
+    The Jacobian J_t = dH_1/dH_t of the flow solves, in reversed time s = 1 - t with the
+    time-reversed path V_s = W^A_1 - W^A_{1-s} (increments of W^A taken backwards) and J^_0 = I,
+
+        dJ^_s = J^_s o dV_s + J^_s D(1 - s) ds,   D(t) = d f_Strat/dH (H_t)
+              = 1/2 sigma''(0) grad_x Q(t, H_t) - 1/2 C_t + Abar_t,
+
+    a Stratonovich SDE (Li et al. need the Stratonovich form of the forward SDE: the Ito drift of
+    SP eq. 15 minus 1/2 C H). Solved with diffrax Heun (Stratonovich) on the reversed fine path,
+    H read from the forward solution on the fine knots (``H_fine``: (n+1, d)).
+
+    ``stratonovich_drift=False`` keeps the Ito drift (omits -1/2 C): the naive use of the adjoint
+    on an Ito equation. ``solver="euler"`` integrates the same equation as Ito in reversed time.
+    Returns J_t at ``ts`` (increasing), (T, d, d).
+    """
+    from resnet_limits.limits import BrownianQ, PiecewiseLinearPath, uniform_grid
+
+    d = H_fine.shape[-1]
+    n = W_A.n
+    s2 = get_activation(activation).d2_at_0
+    Q, C = _qv_parts(BrownianQ() if qv is None else qv, d)
+    gradQ = jax.jacfwd(Q, argnums=1)
+    V = PiecewiseLinearPath(W_A.values[-1] - W_A.values[::-1])
+    Hrev = PiecewiseLinearPath(H_fine[::-1])
+
+    def drift(s, J, args):
+        t = 1.0 - s
+        H = Hrev.evaluate(s)
+        D = jnp.zeros((d, d), H.dtype)
+        if s2 != 0.0:
+            D = D + 0.5 * s2 * gradQ(t, H)
+        if stratonovich_drift:
+            D = D - 0.5 * C(t)
+        if Abar is not None:
+            D = D + Abar(t)
+        return J @ D
+
+    terms = diffrax.MultiTerm(diffrax.ODETerm(drift), _RightControlTerm(V))
+    ts = jnp.asarray(ts, H_fine.dtype)
+    slv = {"euler": diffrax.Euler(), "heun": diffrax.Heun()}[solver]
+    sol = diffrax.diffeqsolve(
+        terms, slv, t0=0.0, t1=1.0, dt0=None, y0=jnp.eye(d, dtype=H_fine.dtype),
+        saveat=diffrax.SaveAt(ts=(1.0 - ts)[::-1]),
+        stepsize_controller=diffrax.StepTo(ts=uniform_grid(n, H_fine.dtype)),
+        max_steps=n,
+    )
+    return sol.ys[::-1]
+
+
+# --------------------------------------------------------------------------------------------
+# Convergence study (SPEC §5; AA Thms 4, 5)
+# --------------------------------------------------------------------------------------------
+
+_ACTIVATIONS = ("tanh", "csoftplus")  # sigma''(0) = 0 and sigma''(0) = 1/2
+_LINEAR_ALPHA = 0.5  # linear case: alpha = beta = 1/2 (0 < alpha < 1, alpha + beta = 1)
+
+
+def _sup_sq(a: Array, b: Array) -> Array:
+    """sup_k ||a_k - b_k||_F^2 over the leading axis."""
+    return jnp.max(jnp.sum((a - b) ** 2, axis=tuple(range(1, a.ndim))))
+
+
+def _unit_inputs(key: Array, d: int, dtype) -> tuple[Array, Array]:
+    kx, ky = jax.random.split(key)
+    return (jax.random.normal(kx, (d,), dtype) / math.sqrt(d), jax.random.normal(ky, (d,), dtype) / math.sqrt(d))
+
+
+def _regime1_path(key: Array, *, depths: Sequence[int], width: int, activation: str, node: bool) -> dict:
+    """One random smooth trend: sup_k ||J_k - P_{k/L}||_F and the rescaled weight-gradient error
+    sup_k (||L^a dl/dA_k - G^A_{k/L}|| + ||L^a dl/db_k - G^b_{k/L}||) for every depth (AA Thm 4)."""
+    d, dtype = width, jnp.float64
+    kT, kxy = jax.random.split(key)
+    tr = random_trend(kT, d, dtype=dtype)
+    x, y = _unit_inputs(kxy, d, dtype)
+    trend = lambda t: trend_eval(tr, t)  # noqa: E731
+    alpha, beta = (1.0, 0.0) if node else (_LINEAR_ALPHA, 1.0 - _LINEAR_ALPHA)
+    Lmax = depths[-1]
+    ts = jnp.arange(Lmax + 1, dtype=dtype) / Lmax
+    Hsol = forward_ode(x, trend, activation=activation if node else None)
+    H = jax.vmap(Hsol.evaluate)(ts)
+    if node:
+        P = backward_ode(ts, trend, H=Hsol.evaluate, activation=activation)
+        A_t, b_t = jax.vmap(trend)(ts)
+        slope = get_activation(activation).d1(jnp.einsum("tij,tj->ti", A_t, H) + b_t)
+    else:
+        P = backward_ode(ts, trend)
+        slope = None
+    GA, Gb = limit_weight_gradients(P, H, jax.grad(mse)(H[-1], y), slope)
+    errs, gerrs = [], []
+    for L in depths:
+        s = Lmax // L
+        p = regime1_network(tr, L, alpha=alpha, beta=beta)
+        M, hs, z = layer_factors(p, x, activation=activation, delta_mode="shared")
+        J = _jacobians_from_factors(M)
+        errs.append(jnp.sqrt(_sup_sq(J, P[::s])))
+        gA, gb, _ = _gradients_from(p, "shared", activation, J, hs, z, jax.grad(mse)(hs[-1], y))
+        c = L**alpha
+        eA = jnp.sqrt(jnp.sum((c * gA - GA[::s][:L]) ** 2, axis=(-2, -1)))
+        eb = jnp.sqrt(jnp.sum((c * gb - Gb[::s][:L]) ** 2, axis=-1))
+        gerrs.append(jnp.max(eA + eb))
+    return {"errors": jnp.stack(errs), "grad_errors": jnp.stack(gerrs)}
+
+
+def _regime2_path(key: Array, *, depths: Sequence[int], width: int, n_fine: int, activation: str, li: bool) -> dict:
+    """One fine Brownian path (SP Remark 2.1) shared by the depth-L networks (block increments)
+    and the limit: squared sup errors of J, Phi and the weight gradients (AA Thm 5), and, with
+    ``li``, the Li et al. adjoint (AA eq. 5.13) on the same path."""
+    from resnet_limits.limits import PiecewiseLinearPath, brownian_increments, brownian_network, uniform_grid
+
+    d, dtype = width, jnp.float64
+    kW, kxy = jax.random.split(key)
+    dWA, dWb = brownian_increments(kW, n_fine, d, dtype)
+    x, y = _unit_inputs(kxy, d, dtype)
+    WA, Wb = PiecewiseLinearPath.from_increments(dWA), PiecewiseLinearPath.from_increments(dWb)
+    Lmax = depths[-1]
+    ts = uniform_grid(Lmax, dtype)
+    sol = solve_phi_sde(x, WA, Wb, ts, activation=activation, save_fine_H=li)
+    Jlim = sol.jacobian_limit()
+    GA, Gb = limit_weight_gradients(Jlim, sol.H, jax.grad(mse)(sol.H[-1], y))
+    out: dict = {}
+    if li:
+        J_li = li_adjoint(WA, sol.H_fine, ts, activation=activation)
+        J_naive = li_adjoint(WA, sol.H_fine, ts, activation=activation, stratonovich_drift=False)
+        out["li_vs_phi"] = _sup_sq(J_li, Jlim)
+        out["naive_vs_phi"] = _sup_sq(J_naive, Jlim)
+    rows: dict = {k: [] for k in ("errors", "phi_errors", "grad_errors") + (("li_errors", "naive_errors") if li else ())}
+    for L in depths:
+        s = Lmax // L
+        p = brownian_network(dWA, dWb, L)
+        M, hs, z = layer_factors(p, x, activation=activation, delta_mode="none")
+        J = _jacobians_from_factors(M)
+        Phi = _input_jacobians_from_factors(M)
+        rows["errors"].append(_sup_sq(J, Jlim[::s]))
+        rows["phi_errors"].append(_sup_sq(Phi, sol.Phi[::s]))
+        gA, gb, _ = _gradients_from(p, "none", activation, J, hs, z, jax.grad(mse)(hs[-1], y))
+        eA = jnp.sum((gA - GA[::s][:L]) ** 2, axis=(-2, -1))
+        eb = jnp.sum((gb - Gb[::s][:L]) ** 2, axis=-1)
+        rows["grad_errors"].append(jnp.max(eA + eb))
+        if li:
+            rows["li_errors"].append(_sup_sq(J, J_li[::s]))
+            rows["naive_errors"].append(_sup_sq(J, J_naive[::s]))
+    out.update({k: jnp.stack(v) for k, v in rows.items()})
+    return out
+
+
+def _run_paths(fn: Callable, keys: Array, chunk: int, bar=None) -> dict:
+    """jit(vmap(fn)) over ``keys`` in chunks of ``chunk`` paths; results concatenated as numpy."""
+    f = jax.jit(jax.vmap(fn))
+    parts = []
+    for i in range(0, keys.shape[0], chunk):
+        r = f(keys[i : i + chunk])
+        parts.append(jax.tree_util.tree_map(np.asarray, r))
+        if bar is not None:
+            bar.update(int(keys[i : i + chunk].shape[0]))
+    return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
+
+
+def _summary(depths, per_path: np.ndarray) -> dict:
+    """Mean over paths, its standard error and the log-log slope against L."""
+    m = per_path.mean(axis=0)
+    se = per_path.std(axis=0, ddof=1) / math.sqrt(per_path.shape[0]) if per_path.shape[0] > 1 else np.full_like(m, np.nan)
+    fit = loglog_fit(depths, m)
+    return {"values": m.tolist(), "stderr": se.tolist(), "slope": fit.slope, "slope_stderr": fit.stderr}
+
+
+def _settings(quick: bool, n_paths: Optional[int]) -> dict:
+    if n_paths is not None and (not isinstance(n_paths, (int, np.integer)) or n_paths < 2):
+        raise UsageError(f"n_paths must be an integer >= 2, got {n_paths!r}")
+    if quick:
+        s = dict(width=4, depths=[2**j for j in range(4, 11)], n_fine=2**12, paths1=64, paths2=64, chunk1=64, chunk2=64)
+    else:
+        s = dict(width=4, depths=[2**j for j in range(4, 14)], n_fine=2**15, paths1=256, paths2=256, chunk1=64, chunk2=32)
+    if n_paths is not None:
+        s["paths1"] = s["paths2"] = int(n_paths)
+    return s
+
+
+def _plot(out: Path, name: str, title: str, ylabel: str, lines: list) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for label, depths, vals, slope, style in lines:
+        ax.loglog(depths, vals, style, label=f"{label} (slope {slope:+.2f})")
+        fit = loglog_fit(depths, vals)
+        L = np.asarray(depths, float)
+        ax.loglog(L, np.exp(fit.intercept) * L**fit.slope, ":", color="0.5", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("depth L")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / name
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return name
+
+
+def reproduce_backprop(out, *, quick: bool = False, n_paths: Optional[int] = None, progress: bool = True) -> dict:
+    """Backpropagation convergence study (AA §5, SPEC §5); writes ``out/backprop.json`` and PNGs.
+
+    Cases (width d = 4, float64, errors averaged over random paths, slopes of log-log fits vs L):
+
+    - ``regime1-node-<act>``: beta = 0, alpha = 1, A_k = Abar_{k/L}, delta = 1/L, smooth random
+      trends; error sup_k ||J_k - P_{k/L}||_F with P of AA eq. 5.5 (expected slope -1).
+    - ``regime1-linear-<act>``: alpha = beta = 1/2; P of AA eq. 5.6 (expected slope -2 beta = -1
+      for tanh, -beta = -1/2 for sigma''(0) != 0, where the pre-activations O(L^{-beta}) feel sigma'').
+    - ``regime2-<act>``: SP Remark 2.1 Brownian weights from one fine path (n_fine steps) per
+      sample; error E sup_k ||J_k - Phi_1 Phi_{k/L}^{-1}||_F^2 (AA Thm 5; expected slope -1, i.e.
+      strong order 1/2). Also Phi itself, the weight gradients, and the Li et al. adjoint.
+
+    <act> is ``tanh`` (sigma''(0) = 0) or ``csoftplus`` (sigma''(0) = 1/2). Quick: L = 2^4..2^10,
+    64 paths, n_fine = 2^12; full: L = 2^4..2^13, 256 paths, n_fine = 2^15. ``n_paths`` overrides
+    the number of paths of every case. Returns the JSON dict (``cases`` -> per case ``depths``,
+    ``errors``, ``slope``, ...).
+    """
+    from tqdm.auto import tqdm
+
+    st = _settings(quick, n_paths)
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create output folder {out}: {e.strerror}") from None
+    depths, d = st["depths"], st["width"]
+    t_start = time.time()
+    cases: dict = {}
+    li_summary: dict = {}
+    total = len(_ACTIVATIONS) * (2 * st["paths1"] + st["paths2"])
+    with jax.enable_x64(True):
+        bar = tqdm(total=total, desc="backprop paths", disable=not progress, unit="path")
+        root = jax.random.PRNGKey(20210705)
+        for kind in ("node", "linear"):
+            for act in _ACTIVATIONS:
+                t0 = time.time()
+                keys = jax.random.split(jax.random.fold_in(root, 1), st["paths1"])  # same trends for all cases
+                fn = lambda k, act=act, kind=kind: _regime1_path(  # noqa: E731
+                    k, depths=tuple(depths), width=d, activation=act, node=kind == "node"
+                )
+                bar.set_postfix_str(f"regime1-{kind}-{act}")
+                r = _run_paths(fn, keys, st["chunk1"], bar)
+                e, g = _summary(depths, r["errors"]), _summary(depths, r["grad_errors"])
+                alpha = 1.0 if kind == "node" else _LINEAR_ALPHA
+                beta = 1.0 - alpha
+                if kind == "node":
+                    expected = -1.0
+                else:
+                    expected = -min(1.0, 2 * beta) if get_activation(act).d2_at_0 == 0 else -min(1.0, beta)
+                cases[f"regime1-{kind}-{act}"] = {
+                    "regime": 1, "case": "neural-ode" if kind == "node" else "linear", "activation": act,
+                    "alpha": alpha, "beta": beta,
+                    "metric": "mean over paths of sup_k ||J_k - P_{k/L}||_F",
+                    "limit": "AA eq. 5.5 (dP = -P diag(sigma'(Abar H + bbar)) Abar dt)" if kind == "node"
+                    else "AA eq. 5.6 (dP = -P Abar dt)",
+                    "depths": depths, "errors": e["values"], "errors_stderr": e["stderr"],
+                    "slope": e["slope"], "slope_stderr": e["slope_stderr"], "expected_slope": expected,
+                    "grad_metric": "mean over paths of sup_k ||L^alpha dl/dA_k - G^A_{k/L}||_F + ||L^alpha dl/db_k - G^b_{k/L}||",
+                    "grad_errors": g["values"], "grad_slope": g["slope"],
+                    "n_paths": st["paths1"], "seconds": round(time.time() - t0, 2),
+                }
+        for act in _ACTIVATIONS:
+            t0 = time.time()
+            keys = jax.random.split(jax.random.fold_in(root, 2), st["paths2"])  # same paths for both activations
+            fn = lambda k, act=act: _regime2_path(  # noqa: E731
+                k, depths=tuple(depths), width=d, n_fine=st["n_fine"], activation=act, li=True
+            )
+            bar.set_postfix_str(f"regime2-{act}")
+            r = _run_paths(fn, keys, st["chunk2"], bar)
+            s = {k: _summary(depths, r[k]) for k in ("errors", "phi_errors", "grad_errors", "li_errors", "naive_errors")}
+            cases[f"regime2-{act}"] = {
+                "regime": 2, "case": "diffusive (SP Remark 2.1 Brownian weights, alpha = 0)", "activation": act,
+                "metric": "mean over paths of sup_k ||J_k - Phi_1 Phi_{k/L}^{-1}||_F^2",
+                "limit": "AA eq. 5.10-5.11, Ito, diffrax Euler on the fine path",
+                "n_fine": st["n_fine"], "depths": depths,
+                "errors": s["errors"]["values"], "errors_stderr": s["errors"]["stderr"],
+                "slope": s["errors"]["slope"], "slope_stderr": s["errors"]["slope_stderr"], "expected_slope": -1.0,
+                "phi_errors": s["phi_errors"]["values"], "phi_slope": s["phi_errors"]["slope"],
+                "grad_metric": "mean over paths of sup_k ||dl/dA_k - G^A_{k/L}||_F^2 + ||dl/db_k - G^b_{k/L}||^2",
+                "grad_errors": s["grad_errors"]["values"], "grad_slope": s["grad_errors"]["slope"],
+                "li_errors": s["li_errors"]["values"], "li_slope": s["li_errors"]["slope"],
+                "naive_errors": s["naive_errors"]["values"], "naive_slope": s["naive_errors"]["slope"],
+                "n_paths": st["paths2"], "seconds": round(time.time() - t0, 2),
+            }
+            li_summary[act] = {
+                "li_vs_phi": float(r["li_vs_phi"].mean()),
+                "li_vs_phi_stderr": float(r["li_vs_phi"].std(ddof=1) / math.sqrt(len(r["li_vs_phi"]))),
+                "naive_vs_phi": float(r["naive_vs_phi"].mean()),
+                "naive_vs_phi_stderr": float(r["naive_vs_phi"].std(ddof=1) / math.sqrt(len(r["naive_vs_phi"]))),
+            }
+        bar.close()
+    figures = []
+    for kind, title in (("node", "Regime 1, neural-ODE case (beta=0, alpha=1)"), ("linear", "Regime 1, linear case (alpha=beta=1/2)")):
+        lines = [(a, depths, cases[f"regime1-{kind}-{a}"]["errors"], cases[f"regime1-{kind}-{a}"]["slope"], m)
+                 for a, m in zip(_ACTIVATIONS, ("o-", "s-"))]
+        figures.append(_plot(out, f"backprop_regime1_{kind}.png", title + ": sup_k ||J_k - P_{k/L}||",
+                             "mean sup_k ||J_k - P_{k/L}||_F", lines))
+    lines = []
+    for a, m in zip(_ACTIVATIONS, ("o-", "s-")):
+        c = cases[f"regime2-{a}"]
+        lines.append((f"{a}: vs Phi_1 Phi_t^-1", depths, c["errors"], c["slope"], m))
+        lines.append((f"{a}: vs Li et al. adjoint", depths, c["li_errors"], c["li_slope"], m.replace("-", "--")))
+    figures.append(_plot(out, "backprop_regime2.png",
+                         f"Regime 2 (Brownian weights, {st['n_fine']} fine steps): E sup_k ||J_k - J_(k/L)||^2",
+                         "E sup_k ||J_k - J_{k/L}||_F^2", lines))
+    result = {
+        "settings": {
+            "width": d, "depths": depths, "n_fine": st["n_fine"], "paths_regime1": st["paths1"],
+            "paths_regime2": st["paths2"], "dtype": "float64", "quick": bool(quick),
+            "linear_case_alpha_beta": [_LINEAR_ALPHA, 1 - _LINEAR_ALPHA],
+            "regime1_solver": "diffrax Tsit5, PID rtol 1e-10 atol 1e-12; forward H dense, P backward from t=1",
+            "regime2_solver": "diffrax Euler (= Euler-Maruyama, Ito) with StepTo on the fine knots",
+            "li_solver": "diffrax Heun (Stratonovich) in reversed time on the same fine path",
+        },
+        "cases": cases,
+        "li_adjoint": li_summary,
+        "figures": figures,
+        "seconds": round(time.time() - t_start, 1),
+    }
+    (out / "backprop.json").write_text(json.dumps(result, indent=1))
+    return result
