@@ -223,19 +223,19 @@ class ResNet(nn.Module):
     width: int
     activation: str = "tanh"
     delta_mode: str = "shared"
-    init: str = "xavier-depth"
+    init_scheme: str = "xavier-depth"  # ``init`` would shadow flax's Module.init
     scale: float = 0.01
 
     @nn.compact
     def __call__(self, x, return_hidden: bool = False):
         def _init(key, part):
             p = init_params(
-                key, self.depth, self.width, init=self.init,
+                key, self.depth, self.width, init=self.init_scheme,
                 delta_mode=self.delta_mode, scale=self.scale,
             )
             return getattr(p, part)
 
-        # One key drives all three parts so the flax module matches init_params(key).
+        # flax gives each parameter its own key; each part is drawn as init_params draws it.
         A = self.param("A", lambda k: _init(k, "A"))
         b = self.param("b", lambda k: _init(k, "b"))
         delta = None
