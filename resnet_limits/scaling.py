@@ -117,6 +117,9 @@ THRESHOLDS: dict[str, float] = {
     "nu_vanish": 0.1,
     # step 4: noise is negligible if the per-layer noise/trend ratio sqrt(QV)/RSS(trend) < this
     "noise_negligible": 0.3,
+    # step 4: a residual whose increments have lag-1 autocorrelation above this is smooth in k
+    # (the trend drifting between finite depths), not diffusive noise
+    "noise_smooth_autocorr": 0.5,
     # step 5: the root sum of squares is bounded if its log-log slope is below this
     "rss_bounded_slope": 0.1,
     # sparse regime: the share of the largest layer in the RSS does not vanish with L
@@ -437,7 +440,9 @@ def split_trend_noise(T, I, beta: float, entry_ndim: int) -> dict[str, Any]:
 
     - ``quadratic_variation`` = sum_k ||dW_k||_F^2, the estimate of ||[W]_1|| (SP eq. 8),
     - ``noise_to_trend`` = sqrt(QV) / (sum_k ||Atilde_k||_F^2)^{1/2}: per-layer relative size,
-    - ``noise_path_to_trend_path`` = max_k ||W_{k/L}||_F / max_k ||sum_{j<k} Atilde_j||_F.
+    - ``noise_path_to_trend_path`` = max_k ||W_{k/L}||_F / max_k ||sum_{j<k} Atilde_j||_F,
+    - ``noise_lag1_autocorr`` = sum_k <dW_k, dW_{k+1}> / sum_k ||dW_k||^2: about 0 for diffusive
+      noise (SP Remark 2.1), near 1 when the residual is smooth in k (finite-depth trend drift).
     """
     T = np.asarray(T, np.float64)
     ax = T.ndim - 1 - entry_ndim
@@ -447,13 +452,18 @@ def split_trend_noise(T, I, beta: float, entry_ndim: int) -> dict[str, Any]:
     nn2 = frobenius(noise, entry_ndim) ** 2
     dn2 = frobenius(den, entry_ndim) ** 2
     qv = nn2.sum(axis=-1)
+    # lag-1 autocorrelation of the noise increments: about 0 for diffusive (Brownian-like) noise,
+    # near 1 for a smooth residual (a trend that differs between depths at finite L)
+    lead = noise.shape[:ax]
+    flat = noise.reshape(lead + (L, -1))
     with np.errstate(invalid="ignore", divide="ignore"):
+        lag1 = np.sum(flat[..., 1:, :] * flat[..., :-1, :], axis=(-2, -1)) / np.sum(flat * flat, axis=(-2, -1))
         ratio = np.sqrt(qv) / np.sqrt(dn2.sum(axis=-1))
         path_ratio = (frobenius(np.cumsum(noise, axis=ax), entry_ndim).max(axis=-1)
                       / frobenius(np.cumsum(den, axis=ax), entry_ndim).max(axis=-1))
     return {
         "denoised": den, "noise": noise, "quadratic_variation": qv,
-        "noise_to_trend": ratio, "noise_path_to_trend_path": path_ratio,
+        "noise_to_trend": ratio, "noise_path_to_trend_path": path_ratio, "noise_lag1_autocorr": lag1,
     }
 
 
@@ -468,6 +478,7 @@ def hypothesis_test(
     exps: Mapping[str, Mapping[str, Any]],
     noise_to_trend: float,
     *,
+    noise_autocorr: float = float("nan"),
     alpha: Optional[Mapping[str, Any]] = None,
     qv_largest: float = float("nan"),
     label: str = "A",
@@ -476,11 +487,12 @@ def hypothesis_test(
     """SP §2.3 steps 1-5 for one tensor, ending in a verdict with the numbers that decided it.
 
     ``exps`` is :func:`fit_exponents`' output, ``noise_to_trend`` the per-layer noise/trend
-    ratio of :func:`split_trend_noise` at the largest depths, ``alpha`` the delta fit.
-    Verdicts: "Hypothesis 1" (beta-scaled increments vanish and the noise is negligible),
-    "Hypothesis 2" (non-negligible noise W, or increments that do not vanish, with a
-    continuous trend), "neither (sparse)" (the maximum norm does not decay and a few layers
-    carry the root sum of squares), "neither (inconclusive)" otherwise.
+    ratio and ``noise_autocorr`` the lag-1 autocorrelation of the noise increments of
+    :func:`split_trend_noise` at the largest depths, ``alpha`` the delta fit. Verdicts:
+    "Hypothesis 1" (beta-scaled increments vanish and the residual is negligible or smooth in
+    k), "Hypothesis 2" (non-negligible diffusive noise W, or increments that do not vanish),
+    "neither (sparse)" (the maximum norm does not decay and a few layers carry the root sum of
+    squares), "neither (inconclusive)" otherwise. Thresholds: :data:`THRESHOLDS`.
     """
     th = dict(thresholds)
     beta, nu = exps["beta"], exps["nu"]
@@ -488,6 +500,7 @@ def hypothesis_test(
     nu_se = nu["stderr"] if math.isfinite(nu["stderr"]) else 0.0
     vanish = bool(nu["mean"] > th["nu_vanish"] and nu["mean"] - 2 * nu_se > 0)
     negligible = bool(math.isfinite(noise_to_trend) and noise_to_trend < th["noise_negligible"])
+    smooth = bool(math.isfinite(noise_autocorr) and noise_autocorr > th["noise_smooth_autocorr"])
     rss_bounded = bool(rss["mean"] < th["rss_bounded_slope"])
     beta_half = bool(beta["mean"] >= 0.5)
     sparse = bool(kappa["mean"] > th["sparse_kappa"] and bmax["mean"] < th["sparse_max_decay"])
@@ -497,7 +510,9 @@ def hypothesis_test(
         "3_increments": {"nu": _f(nu["mean"]), "stderr": _f(nu["stderr"]), "vanish": vanish,
                          "rule": f"nu > {th['nu_vanish']} and nu - 2 stderr > 0"},
         "4_trend_noise": {"noise_to_trend": _f(noise_to_trend), "negligible": negligible,
-                          "rule": f"sqrt(QV)/RSS(trend) < {th['noise_negligible']}"},
+                          "noise_lag1_autocorr": _f(noise_autocorr), "smooth_residual": smooth,
+                          "rule": f"negligible: sqrt(QV)/RSS(trend) < {th['noise_negligible']}; smooth "
+                                  f"(not diffusive): lag-1 autocorrelation > {th['noise_smooth_autocorr']}"},
         "5_quadratic_variation": {"beta_ge_half": beta_half, "rss_slope": _f(rss["mean"]),
                                   "rss_bounded": rss_bounded, "qv_largest_depth": _f(qv_largest)},
         "sparsity": {"kappa": _f(kappa["mean"]), "max_norm_decay": _f(bmax["mean"]), "sparse": sparse,
@@ -508,16 +523,21 @@ def hypothesis_test(
         verdict = "neither (sparse)"
         reason = (f"max norm does not decay (exponent {bmax['mean']:.2f}) and the largest layer keeps "
                   f"its share of the RSS (kappa {kappa['mean']:.2f})")
-    elif vanish and negligible:
+    elif vanish and (negligible or smooth):
         verdict = "Hypothesis 1"
         reason = (f"beta-scaled increments vanish like L^-{nu['mean']:.2f} and the noise is negligible "
                   f"(noise/trend {noise_to_trend:.2g})")
+        if not negligible:
+            reason = (f"beta-scaled increments vanish like L^-{nu['mean']:.2f}; the residual (noise/trend "
+                      f"{noise_to_trend:.2g}) is smooth in k (lag-1 autocorrelation {noise_autocorr:.2f}), "
+                      f"a finite-depth drift of the trend, not diffusive noise")
     elif (not negligible and math.isfinite(noise_to_trend)) or not vanish:
         verdict = "Hypothesis 2"
         finite_qv = bool(beta_half and rss_bounded)
         why = []
         if not negligible:
-            why.append(f"noise/trend {noise_to_trend:.2g} is not negligible")
+            rough = f", lag-1 autocorrelation {noise_autocorr:.2f}" if math.isfinite(noise_autocorr) else ""
+            why.append(f"noise/trend {noise_to_trend:.2g} is not negligible{rough}")
         if not vanish:
             why.append(f"beta-scaled increments do not vanish (nu = {nu['mean']:.2f})")
         reason = "; ".join(why) + (
@@ -568,16 +588,18 @@ def analyze_tensor_family(
     splits = {}
     for i, L in enumerate(depths):
         sp = split_trend_noise(np.nan_to_num(np.asarray(tensors[L], np.float64)), I, beta, entry_ndim)
-        for k in ("quadratic_variation", "noise_to_trend", "noise_path_to_trend_path"):
+        for k in ("quadratic_variation", "noise_to_trend", "noise_path_to_trend_path", "noise_lag1_autocorr"):
             sp[k] = np.where(ok[:, i], sp[k], np.nan)
         splits[L] = sp
     r_td = np.stack([splits[L]["noise_to_trend"] for L in td])
     r = float(np.nanmedian(r_td)) if np.isfinite(r_td).any() else float("nan")
+    c_td = np.stack([splits[L]["noise_lag1_autocorr"] for L in td])
+    c = float(np.nanmedian(c_td)) if np.isfinite(c_td).any() else float("nan")
     qv_last = float(np.nanmean(splits[depths[-1]]["quadratic_variation"]))
-    test = hypothesis_test(exps, r, alpha=alpha, qv_largest=qv_last, label=label)
+    test = hypothesis_test(exps, r, noise_autocorr=c, alpha=alpha, qv_largest=qv_last, label=label)
     return {"depths": depths, "table1": q, "valid": ok, "exponents": exps, "beta_used": beta,
             "trend_depths": td, "n_grid": G, "trend_integral": I, "splits": splits,
-            "noise_to_trend": r, "test": test, "verdict": test["verdict"]}
+            "noise_to_trend": r, "noise_autocorr": c, "test": test, "verdict": test["verdict"]}
 
 
 # ------------------------------------------------------------------- a whole run -------
@@ -642,6 +664,22 @@ def _loss_fn(activation: str, delta_mode: str, has_delta: bool):
         return mse(forward(p, x, activation=activation, delta_mode=delta_mode), y)
 
     return jax.jit(jax.vmap(one, in_axes=(0, 0, 0 if has_delta else None, None, None)))
+
+
+def _pad_layers(A, b, delta, delta_mode: str, activation: str):
+    """Pad the depth axis (1) with identity layers (A = 0, b = 0, per-layer delta = 0) up to the
+    next power of two, so one compiled forward pass serves many depths. Exact because
+    sigma(0) = 0 for every activation here (checked), so h + delta sigma(0) = h."""
+    from resnet_limits.models import get_activation
+
+    L = A.shape[1]
+    Lp = max(8, 1 << (L - 1).bit_length())
+    if Lp == L or float(np.asarray(get_activation(activation).fn(np.zeros(1, np.float32)))[0]) != 0.0:
+        return A, b, delta
+    pad = lambda a: np.concatenate([a, np.zeros((a.shape[0], Lp - L) + a.shape[2:], a.dtype)], axis=1)
+    if delta is not None and delta_mode == "per-layer":
+        delta = pad(delta)
+    return pad(A), pad(b), delta
 
 
 def analyze_run(
@@ -745,7 +783,8 @@ def analyze_run(
     y = np.asarray(data.y_train[:max_eval], np.float32)
     loss_fn = _loss_fn(activation, delta_mode, has_delta)
     dec = {n: {k: np.full((S, nD), np.nan) for k in
-               ("quadratic_variation", "noise_to_trend", "noise_path_to_trend_path")} for n in names}
+               ("quadratic_variation", "noise_to_trend", "noise_path_to_trend_path", "noise_lag1_autocorr")}
+           for n in names}
     trained_loss = np.full((S, nD), np.nan)
     denoised_loss = np.full((S, nD), np.nan)
     fig1_depths = sorted(set(depths[::-1][::3][:4]))
@@ -786,7 +825,8 @@ def analyze_run(
         dl = None if params.delta is None else np.nan_to_num(np.asarray(params.delta[:s_here], np.float32))
         if has_delta and dl is None:
             raise UsageError(f"depth {L} of {run_dir} has no delta although delta_mode is {delta_mode}")
-        trained_loss[:s_here, i] = np.where(ok, np.asarray(loss_fn(A, b, dl, x, y)), np.nan)
+        trained_loss[:s_here, i] = np.where(ok, np.asarray(loss_fn(*_pad_layers(A, b, dl, delta_mode, activation),
+                                                                   x, y)), np.nan)
         if scaled:  # delta sigma(Ah + b) = sign(delta) sigma(|delta|A h + |delta| b), SP Remark 2.2
             dl_den = None if dl is None else np.sign(dl).astype(np.float32)
             if dl_den is not None:
@@ -794,7 +834,8 @@ def analyze_run(
         else:
             dl_den = dl
         with np.errstate(all="ignore"):
-            dloss = np.asarray(loss_fn(den["A"].astype(np.float32), den["b"].astype(np.float32), dl_den, x, y))
+            dloss = np.asarray(loss_fn(*_pad_layers(den["A"].astype(np.float32), den["b"].astype(np.float32),
+                                                    dl_den, delta_mode, activation), x, y))
         denoised_loss[:s_here, i] = np.where(ok, dloss, np.nan)
 
     # ---- hypothesis tests ------------------------------------------------------------------
@@ -802,8 +843,11 @@ def analyze_run(
     for n in names:
         r_td = dec[n]["noise_to_trend"][:, [depths.index(L) for L in td]]
         r = float(np.nanmedian(r_td)) if np.isfinite(r_td).any() else float("nan")
+        c_td = dec[n]["noise_lag1_autocorr"][:, [depths.index(L) for L in td]]
+        c = float(np.nanmedian(c_td)) if np.isfinite(c_td).any() else float("nan")
         qv_mean = _nanmean0(dec[n]["quadratic_variation"])
-        tests[n] = hypothesis_test(exps[n], r, alpha=alpha, qv_largest=float(qv_mean[-1]), label=labels[n])
+        tests[n] = hypothesis_test(exps[n], r, noise_autocorr=c, alpha=alpha, qv_largest=float(qv_mean[-1]),
+                                   label=labels[n])
         qv_fit = loglog_fit(depths, qv_mean)
         decomposition[n] = {
             "label": labels[n],
@@ -811,6 +855,8 @@ def analyze_run(
             "trend_depths": td,
             "n_grid": G,
             "noise_to_trend_used": r,
+            "noise_lag1_autocorr_used": c,
+            "noise_lag1_autocorr": _nanmean0(dec[n]["noise_lag1_autocorr"]),
             "noise_to_trend": _nanmean0(dec[n]["noise_to_trend"]),
             "noise_path_to_trend_path": _nanmean0(dec[n]["noise_path_to_trend_path"]),
             "quadratic_variation": qv_mean,
@@ -943,7 +989,7 @@ def format_analysis(result: dict) -> str:
         lines.append(f"authors' code: {paper['authors_code']}")
     lines.append("")
     lines.append(f"{'tensor':<8}{'verdict':<24}{'β':>6}{'β(max)':>8}{'ν':>7}{'RSS slope':>10}{'κ':>7}"
-                 f"{'noise/trend':>12}{'QV(Lmax)':>10}  reason")
+                 f"{'noise/trend':>12}{'ac1':>6}{'QV(Lmax)':>10}  reason")
     for n, t in (r.get("hypothesis_tests") or {}).items():
         st = t["steps"]
         f = lambda v, w, p=2: f"{v:>{w}.{p}f}" if v is not None else f"{'-':>{w}}"
@@ -952,6 +998,7 @@ def format_analysis(result: dict) -> str:
                      f"{f(st['2_beta']['beta_from_max_norm'], 8)}{f(st['3_increments']['nu'], 7)}"
                      f"{f(st['5_quadratic_variation']['rss_slope'], 10)}{f(st['sparsity']['kappa'], 7)}"
                      f"{g(st['4_trend_noise']['noise_to_trend'], 12)}"
+                     f"{f(st['4_trend_noise'].get('noise_lag1_autocorr'), 6)}"
                      f"{g(st['5_quadratic_variation']['qv_largest_depth'], 10)}  {t['reason']}")
     den = r.get("denoised") or {}
     if den.get("depths"):

@@ -168,9 +168,24 @@ def test_brownian_increments_give_hypothesis_2_with_bounded_rss():
     assert e["beta"]["mean"] > 0.8  # cumulative sum O(1): beta about 1
     assert e["nu"]["mean"] < 0  # beta-scaled increments grow
     assert r["noise_to_trend"] > 1
+    assert abs(r["noise_autocorr"]) < 0.2  # diffusive: uncorrelated increments
     assert r["test"]["finite_quadratic_variation"] is True
     qv = r["splits"][DEPTHS[-1]]["quadratic_variation"]
     assert np.all(np.abs(qv - 1.0) < 0.3)  # [W]_1 of d^-1 W with W a d x d Brownian motion
+
+
+def test_smooth_depth_drift_is_not_counted_as_diffusive_noise():
+    """Smooth weights whose profile changes with L (finite-depth drift): a large but smooth
+    residual; the increments still vanish, so Hypothesis 1."""
+    fam = {}
+    for L in DEPTHS:
+        s = np.arange(L) / L
+        drift = 1.5 * np.sin(np.pi * s + np.log(L))[:, None, None] * np.ones((D, D))
+        fam[L] = np.broadcast_to(L ** -BETA * (abar(s) + drift), (S, L, D, D)).copy()
+    r = analyze_tensor_family(fam, 2)
+    assert r["noise_to_trend"] > 0.3 and r["noise_autocorr"] > 0.9
+    assert r["verdict"] == "Hypothesis 1"
+    assert r["test"]["steps"]["4_trend_noise"]["smooth_residual"]
 
 
 def test_few_large_weights_among_zeros_give_neither():

@@ -1,0 +1,193 @@
+"""SP Table 4: sensitivity of alpha and beta to the learning rate and the batch size.
+
+tanh, shared trainable delta, synthetic data (SP App. A), eta in {.01, .003, .001} x
+B in {8, 32, 128}, 5 seeds each; every cell is one resumable sweep
+(``resnet_limits.sweeps.run_sweep``) in its own subfolder of ``out`` and is analysed with
+:func:`resnet_limits.scaling.analyze_run`. The paper's values are printed beside ours.
+
+T_max follows SP Table 3, T_max = ceil(N / B) x epochs (640, 160 and 40 updates for B = 8, 32,
+128 with N = 1024 and 5 epochs), as in the authors' code, which stops on epochs, not updates.
+``quick`` shrinks only the depth grid (to :data:`QUICK_MAX_DEPTH`), never the seed count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from resnet_limits.errors import UsageError
+
+__all__ = ["BATCH_SIZES", "LEARNING_RATES", "PAPER_TABLE4", "QUICK_MAX_DEPTH", "cell_dir",
+           "format_table4", "reproduce_table4", "table4_markdown"]
+
+LEARNING_RATES = (0.01, 0.003, 0.001)
+BATCH_SIZES = (8, 32, 128)
+
+#: SP Table 4: (alpha mean, alpha sd, beta mean, beta sd) over 5 seeds, keyed by (eta, B).
+PAPER_TABLE4: dict[tuple[float, int], tuple[float, float, float, float]] = {
+    (0.01, 8): (0.69, 0.02, 0.24, 0.02),
+    (0.01, 32): (0.73, 0.02, 0.29, 0.05),
+    (0.01, 128): (0.67, 0.02, 0.22, 0.02),
+    (0.003, 8): (0.59, 0.05, 0.33, 0.01),
+    (0.003, 32): (0.60, 0.01, 0.41, 0.06),
+    (0.003, 128): (0.58, 0.01, 0.40, 0.02),
+    (0.001, 8): (0.58, 0.01, 0.39, 0.02),
+    (0.001, 32): (0.55, 0.01, 0.43, 0.02),
+    (0.001, 128): (0.53, 0.01, 0.41, 0.01),
+}
+
+#: Largest depth of ``--quick``: the 9 x 5-seed grid then fits in 30 minutes on 2 CPU cores
+#: (measured: see the project notes).
+QUICK_MAX_DEPTH = 101
+
+
+def cell_dir(out, lr: float, batch_size: int) -> Path:
+    """Subfolder of one (eta, B) cell, e.g. ``out/lr0.01_B32``."""
+    return Path(out) / f"lr{lr:g}_B{batch_size}"
+
+
+def _pm(m, sd) -> str:
+    if m is None or (isinstance(m, float) and not math.isfinite(m)):
+        return "-"
+    return f"{m:.2f} ± {sd:.2f}" if sd is not None and math.isfinite(sd) else f"{m:.2f}"
+
+
+def reproduce_table4(
+    out,
+    *,
+    quick: bool = False,
+    optimizer: Optional[str] = None,
+    seeds: int = 5,
+    progress: bool = True,
+) -> dict:
+    """Run (or resume) the 9 sweeps of SP Table 4 under ``out``, analyse each, and write
+    ``out/table4.json`` and ``out/table4.md``. Returns the table as a dict (see
+    :func:`format_table4`). ``optimizer`` None keeps the preset's (Adam, see SPEC §6)."""
+    from tqdm.auto import tqdm
+
+    from resnet_limits import scaling, sweeps
+
+    if seeds < 1:
+        raise UsageError(f"seeds must be >= 1, got {seeds}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a folder")
+    t0 = time.perf_counter()
+    cells = []
+    grid = [(lr, B) for lr in LEARNING_RATES for B in BATCH_SIZES]
+    bar = tqdm(grid, desc="table 4 cells", unit="cell", disable=not progress)
+    for lr, B in bar:
+        bar.set_postfix(lr=lr, B=B)
+        base = sweeps.make_config("tanh-synthetic")
+        t_max = int(base["epochs"]) * math.ceil(int(base["n_train"]) / B)  # SP Table 3
+        extra = {"max_depth": QUICK_MAX_DEPTH} if quick else {}
+        cfg = sweeps.make_config("tanh-synthetic", quick=quick, lr=lr, batch_size=B, seeds=seeds,
+                                 optimizer=optimizer, max_updates=t_max, **extra)
+        sub = cell_dir(out, lr, B)
+        tc = time.perf_counter()
+        sweeps.run_sweep(cfg, sub, progress=progress)
+        t_train = time.perf_counter() - tc
+        res = scaling.analyze_run(sub, progress=False, figures=not quick)
+        pa, pasd, pb, pbsd = PAPER_TABLE4[(lr, B)]
+        cells.append({
+            "lr": lr, "batch_size": B, "run_dir": str(sub), "max_updates": t_max,
+            "optimizer": cfg["optimizer"],
+            "depths": res["depths"],
+            "alpha": res["alpha"], "alpha_sd": res["alpha_sd"], "alpha_stderr": res["alpha_stderr"],
+            "alpha_per_seed": res["alpha_per_seed"],
+            "beta": res["beta"], "beta_sd": res["beta_sd"], "beta_stderr": res["beta_stderr"],
+            "beta_per_seed": res["beta_per_seed"],
+            "beta_b": res["beta_b"], "beta_b_sd": res["beta_b_sd"],
+            "alpha_plus_beta": res["alpha_plus_beta"],
+            "seeds_used_alpha": sum(1 for v in res["exponents"]["alpha"]["seeds_used"] if v),
+            "seeds_used_beta": sum(1 for v in res["exponents"]["A"]["beta"]["seeds_used"] if v),
+            "diverged": res["diverged"], "converged_fraction": res["converged_fraction"],
+            "verdict_A": res["verdicts"]["A"],
+            "paper": {"alpha": pa, "alpha_sd": pasd, "beta": pb, "beta_sd": pbsd},
+            "train_seconds": round(t_train, 1),
+        })
+    result = {
+        "table": "SP Table 4 (tanh, shared delta, synthetic)",
+        "quick": quick, "seeds": seeds,
+        "optimizer": cells[0]["optimizer"] if cells else optimizer,
+        "max_depth": max(cells[0]["depths"]) if cells else None,
+        "learning_rates": list(LEARNING_RATES), "batch_sizes": list(BATCH_SIZES),
+        "cells": cells,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    result = scaling._json_clean(result)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table4.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "table4.md").write_text(table4_markdown(result) + "\n")
+    return result
+
+
+def _cell(result: dict, lr: float, B: int) -> Optional[dict]:
+    for c in result.get("cells", []):
+        if math.isclose(c["lr"], lr) and c["batch_size"] == B:
+            return c
+    return None
+
+
+def table4_markdown(result: dict) -> str:
+    """The paper's layout in Markdown: alpha and beta (mean ± sd over seeds), ours and the paper's."""
+    lines = [f"# SP Table 4, reproduced ({result.get('optimizer')}, {result.get('seeds')} seeds, "
+             f"depths up to {result.get('max_depth')}{', quick' if result.get('quick') else ''})", ""]
+    for key, sym in (("alpha", "α"), ("beta", "β")):
+        lines.append(f"| {sym}: ours (paper) | " + " | ".join(f"B = {B}" for B in BATCH_SIZES) + " |")
+        lines.append("|---|" + "---|" * len(BATCH_SIZES))
+        for lr in LEARNING_RATES:
+            row = []
+            for B in BATCH_SIZES:
+                c = _cell(result, lr, B)
+                p = PAPER_TABLE4[(lr, B)]
+                pv = (p[0], p[1]) if key == "alpha" else (p[2], p[3])
+                ours = _pm(c.get(key), c.get(f"{key}_sd")) if c else "not run"
+                row.append(f"{ours} ({pv[0]:.2f} ± {pv[1]:.2f})")
+            lines.append(f"| η = {lr:g} | " + " | ".join(row) + " |")
+        lines.append("")
+    lines.append("| α + β: ours (paper) | " + " | ".join(f"B = {B}" for B in BATCH_SIZES) + " |")
+    lines.append("|---|" + "---|" * len(BATCH_SIZES))
+    for lr in LEARNING_RATES:
+        row = []
+        for B in BATCH_SIZES:
+            c = _cell(result, lr, B)
+            p = PAPER_TABLE4[(lr, B)]
+            s = c.get("alpha_plus_beta") if c else None
+            row.append(f"{s:.2f} ({p[0] + p[2]:.2f})" if s is not None else f"- ({p[0] + p[2]:.2f})")
+        lines.append(f"| η = {lr:g} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def format_table4(result: dict) -> str:
+    """Plain-text Table 4 in the paper's layout (alpha left, beta right), paper values beside."""
+    w = 26
+    head = (f"SP Table 4 ({result.get('optimizer')}, {result.get('seeds')} seeds, depths up to "
+            f"{result.get('max_depth')}{', quick' if result.get('quick') else ''}); cells: ours [paper]")
+    lines = [head, ""]
+    hdr = f"{'α':<10}" + "".join(f"{'B = ' + str(B):<{w}}" for B in BATCH_SIZES)
+    hdr += "   " + f"{'β':<10}" + "".join(f"{'B = ' + str(B):<{w}}" for B in BATCH_SIZES)
+    lines.append(hdr)
+    for lr in LEARNING_RATES:
+        parts = []
+        for key in ("alpha", "beta"):
+            s = f"{'η = ' + format(lr, 'g'):<10}"
+            for B in BATCH_SIZES:
+                c = _cell(result, lr, B)
+                p = PAPER_TABLE4[(lr, B)]
+                pv = (p[0], p[1]) if key == "alpha" else (p[2], p[3])
+                ours = _pm(c.get(key), c.get(f"{key}_sd")) if c else "not run"
+                s += f"{ours + f' [{pv[0]:.2f}±{pv[1]:.2f}]':<{w}}"
+            parts.append(s)
+        lines.append("   ".join(parts))
+    lines.append("")
+    flags = [f"η={c['lr']:g} B={c['batch_size']}: {c['diverged']} diverged" for c in result.get("cells", [])
+             if c.get("diverged")]
+    if flags:
+        lines.append("diverged seeds (left out of the fits): " + "; ".join(flags))
+    lines.append(f"α + β per cell: " + ", ".join(
+        f"{c['alpha_plus_beta']:.2f}" if c.get("alpha_plus_beta") is not None else "-" for c in result.get("cells", [])))
+    return "\n".join(lines)

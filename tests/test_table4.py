@@ -1,0 +1,97 @@
+"""Tests of the SP Table-4 driver: the grid, folders, JSON/Markdown output and the paper values.
+
+The default tests replace the trainer by planted weights with known exponents (fast); the slow
+test runs the real trainer on one shrunken cell.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from resnet_limits import sweeps, table4
+
+
+def _fake_run_sweep(cfg, out_dir, *, progress=True):
+    """Write planted weights in the run format: |delta| = L^-a, A_k = L^-b (smooth) with a, b
+    depending on the cell (a = 0.6 + lr * 10, b = 0.3 + B / 1000), so each cell is recognisable."""
+    from pathlib import Path
+
+    out = Path(out_dir)
+    (out / "depths").mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg))
+    a = 0.6 + cfg["lr"] * 10
+    b = 0.3 + cfg["batch_size"] / 1000
+    d, S = cfg["width"], cfg["seeds"]
+    rng = np.random.default_rng(0)
+    for L in cfg["depths"]:
+        s = np.arange(L) / L
+        base = (1.0 + 0.5 * np.cos(np.pi * s))[:, None, None] * np.eye(d) + 0.1
+        A = L ** -b * np.broadcast_to(base, (S, L, d, d)) * (1 + 0.01 * rng.normal(size=(S, 1, 1, 1)))
+        bb = L ** -b * np.broadcast_to((0.2 + np.sin(np.pi * s))[:, None] * np.ones(d), (S, L, d))
+        delta = L ** -a * (1 + 0.01 * rng.normal(size=S))
+        np.savez(out / "depths" / f"L{L:05d}.npz", A=A.astype(np.float32), b=bb.astype(np.float32), delta=delta)
+        m = dict(depth=L, seeds=S, train_loss=[0.005] * S, test_loss=[0.006] * S, updates=[10] * S,
+                 converged=[True] * S, diverged=[False] * S, loss_curve=[[0.1]] * S, seconds=0.0)
+        (out / "depths" / f"L{L:05d}.json").write_text(json.dumps(m))
+    return cfg["depths"]
+
+
+def test_paper_table4_values():
+    assert len(table4.PAPER_TABLE4) == 9
+    assert table4.PAPER_TABLE4[(0.01, 32)] == (0.73, 0.02, 0.29, 0.05)
+    assert table4.PAPER_TABLE4[(0.001, 128)] == (0.53, 0.01, 0.41, 0.01)
+
+
+def test_reproduce_table4_plumbing(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweeps, "run_sweep", _fake_run_sweep)
+    monkeypatch.setattr(table4, "QUICK_MAX_DEPTH", 40)
+    res = table4.reproduce_table4(tmp_path / "t4", quick=True, seeds=2, progress=False)
+    assert len(res["cells"]) == 9 and res["seeds"] == 2 and res["optimizer"] == "adam"
+    for c in res["cells"]:
+        assert c["alpha"] == pytest.approx(0.6 + c["lr"] * 10, abs=0.01)
+        assert c["beta"] == pytest.approx(0.3 + c["batch_size"] / 1000, abs=0.05)
+        assert max(c["depths"]) <= 40
+        assert c["max_updates"] == 5 * math.ceil(1024 / c["batch_size"])  # SP Table 3
+        cfg = json.loads((table4.cell_dir(tmp_path / "t4", c["lr"], c["batch_size"]) / "config.json").read_text())
+        assert cfg["lr"] == c["lr"] and cfg["batch_size"] == c["batch_size"] and cfg["seeds"] == 2
+    saved = json.loads((tmp_path / "t4" / "table4.json").read_text())
+    assert saved["cells"][0]["paper"]["alpha"] == 0.69
+    md = (tmp_path / "t4" / "table4.md").read_text()
+    assert "(0.73 ± 0.02)" in md and "η = 0.003" in md and "B = 128" in md
+    txt = table4.format_table4(saved)
+    assert "[0.73±0.02]" in txt and "0.70 ± 0.00" in txt
+
+
+def test_reproduce_table4_passes_the_optimizer(tmp_path, monkeypatch):
+    seen = []
+
+    def fake(cfg, out_dir, *, progress=True):
+        seen.append(cfg["optimizer"])
+        return _fake_run_sweep(cfg, out_dir, progress=progress)
+
+    monkeypatch.setattr(sweeps, "run_sweep", fake)
+    monkeypatch.setattr(table4, "QUICK_MAX_DEPTH", 20)
+    monkeypatch.setattr(table4, "LEARNING_RATES", (0.01,))
+    monkeypatch.setattr(table4, "BATCH_SIZES", (32,))
+    res = table4.reproduce_table4(tmp_path / "t4", quick=True, optimizer="sgd", seeds=2, progress=False)
+    assert seen == ["sgd"] and res["optimizer"] == "sgd"
+    monkeypatch.undo()  # the full 3 x 3 grid again: the other cells were not run
+    assert "not run" in table4.format_table4(res)
+    assert "not run" in table4.table4_markdown(res)
+
+
+@pytest.mark.slow
+def test_reproduce_table4_one_real_cell(tmp_path, monkeypatch):
+    monkeypatch.setattr(table4, "QUICK_MAX_DEPTH", 10)
+    monkeypatch.setattr(table4, "LEARNING_RATES", (0.01,))
+    monkeypatch.setattr(table4, "BATCH_SIZES", (128,))
+    res = table4.reproduce_table4(tmp_path / "t4", quick=True, seeds=2, progress=False)
+    c = res["cells"][0]
+    assert c["depths"] == [3, 4, 5, 6, 8, 10] and math.isfinite(c["alpha"]) and math.isfinite(c["beta"])
+    # resumable: a second call trains nothing and gives the same numbers
+    res2 = table4.reproduce_table4(tmp_path / "t4", quick=True, seeds=2, progress=False)
+    assert res2["cells"][0]["alpha"] == c["alpha"]
