@@ -50,9 +50,10 @@ Quadratic variation and Q (SP eq. 11, 12):
   is 0 when W^A, W^b are independent, as SP assumes; it is kept since the network's own Ito
   correction, SPEC §4 "from weights", contains it). ``sigma_A()``, ``sigma_b()`` give
   ``Sigma^A_{ijil}`` (n, d, d, d) and ``Sigma^b_{ii}`` (n, d).
-- :func:`estimate_qv` ``(dW_A, dW_b, *, window=None, weights=None)``: ``S_k = n *`` local average
-  over the ``2 window + 1`` nearest intervals of ``w_k m_k m_k^T`` (``m_k`` = rows of
-  ``[dW_A_k | dW_b_k]``; ``w_k`` = ``weights``, default 1).
+- :func:`estimate_qv` ``(dW_A, dW_b, *, window=None, weights=None, blocks=None)``: ``S_k = n *``
+  local average over the ``2 window + 1`` nearest intervals of ``w_k m_k m_k^T`` (``m_k`` = rows
+  of ``[dW_A_k | dW_b_k]``; ``w_k`` = ``weights``, default 1); or block averages over ``blocks``
+  blocks (a coarser piecewise-constant Q).
 - :class:`BrownianQ` ``()``: closed form for Remark 2.1 weights, ``Q_i(t, x) = |x|^2/d^2 + 1/d``.
   :func:`brownian_qv` ``(n, d)``: the same as a :class:`QuadraticVariation`.
 
@@ -456,6 +457,7 @@ def estimate_qv(
     *,
     window: Optional[int] = None,
     weights: Optional[jax.Array] = None,
+    blocks: Optional[int] = None,
 ) -> QuadraticVariation:
     """QV densities from increments (SPEC §4): S_k = n * mean_{|j-k| <= window} w_j m_j m_j^T.
 
@@ -463,14 +465,22 @@ def estimate_qv(
     ``Q_i(t_k, x) ~ n * local mean of w_j ((dW_A_j x)_i + (dW_b_j)_i)^2``. ``window`` (half-width,
     default ceil(sqrt(n))) trades time resolution against noise (relative error about
     (2 window + 1)^{-1/2}). ``weights`` w_j (n,): see :class:`WeightPaths` (default 1).
+    ``blocks``: instead of a moving window, average over ``blocks`` consecutive blocks of
+    n/blocks increments; the result then lives on the coarser grid k/blocks (less memory).
     """
     n = dW_A.shape[0]
     if window is None:
         window = int(math.ceil(math.sqrt(n)))
     M = jnp.concatenate([dW_A, dW_b[..., None]], axis=-1)  # (n, d, d+1)
-    outer = jnp.einsum("kij,kil->kijl", M, M)
-    if weights is not None:
-        outer = outer * jnp.asarray(weights, M.dtype)[:, None, None, None]
+    w = jnp.ones((n,), M.dtype) if weights is None else jnp.asarray(weights, M.dtype)
+    if blocks is not None:
+        if n % blocks:
+            raise ValueError(f"blocks={blocks} must divide the number of increments {n}")
+        m = n // blocks
+        Mb = M.reshape((blocks, m) + M.shape[1:])
+        S = jnp.einsum("bk,bkij,bkil->bijl", w.reshape(blocks, m), Mb, Mb) * (n / m)
+        return QuadraticVariation(S)
+    outer = jnp.einsum("k,kij,kil->kijl", w, M, M)
     return QuadraticVariation(n * moving_average(outer, int(window) + 1))
 
 
@@ -568,16 +578,17 @@ def solve_neural_ode(
     bbar,
     ts: jax.Array,
     *,
-    activation: str = "tanh",
+    activation="tanh",
     rtol: float = 1e-10,
     atol: float = 1e-12,
     max_steps: Optional[int] = None,
 ) -> jax.Array:
     """Neural ODE dH/dt = sigma(Abar_t H + bbar_t), H_0 = x (SP eq. 2), saved at ``ts``.
 
+    ``activation``: a name of ``resnet_limits.models.ACTIVATIONS`` or a callable.
     Same solver and step as :func:`solve_linear_ode`.
     """
-    sigma = get_activation(activation).fn
+    sigma = activation if callable(activation) else get_activation(activation).fn
     Abar, bbar = _as_path(Abar), _as_path(bbar)
     vf = lambda t, y, args: sigma(_affine(Abar, bbar, t, y))  # noqa: E731
     return _ode_solve(vf, x, ts, _knots(Abar, bbar), rtol=rtol, atol=atol, max_steps=max_steps)
@@ -609,7 +620,8 @@ def solve_sde(
     n = W_A.n
     if W_b is not None and isinstance(W_b, PiecewiseLinearPath) and W_b.n != n:
         raise ValueError(f"W_A and W_b must share the grid ({n} vs {W_b.n} steps)")
-    use_q = Q is not None and d2_at_0 != 0.0
+    # d2_at_0 may be a traced scalar (e.g. vmapped over with/without the correction)
+    use_q = Q is not None and not (isinstance(d2_at_0, (int, float)) and d2_at_0 == 0.0)
 
     def drift(t, y, args):
         out = _affine(Abar, bbar, t, y)
