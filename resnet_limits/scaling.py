@@ -53,6 +53,7 @@ __all__ = [
     "summarize_exponent",
     "table1",
     "table1_loop",
+    "pooled_trend",
     "trend_integral",
 ]
 
@@ -406,6 +407,21 @@ def trend_integral(paths, weights=None) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
+def pooled_trend(paths, weights) -> np.ndarray:
+    """One trend integral for all seeds: the weighted mean of ``paths`` (n_depths, S, G+1, *entry)
+    over depths *and* seeds, broadcast back to (S, G+1, *entry).
+
+    Seed s at depth L and seed s at depth L' are independent trainings (their keys differ), so
+    pairing them by index would be arbitrary; pooling estimates the common limit Abar of SP
+    eq. 5-7 from every network at the largest depths."""
+    P = np.asarray(paths, np.float64)
+    w = np.asarray(weights, np.float64)
+    S = P.shape[1]
+    flat = P.reshape((1, P.shape[0] * S) + P.shape[2:])
+    I = trend_integral(np.moveaxis(flat, 1, 0), w.reshape(-1, 1)[:, 0:1])  # (1, G+1, *entry)
+    return np.broadcast_to(I, (S,) + I.shape[1:]).copy()
+
+
 def trend_weights(I, entry_ndim: int) -> np.ndarray:
     """Abar on the grid cells: n_grid (I(s_{i+1}) - I(s_i)), shape (..., n_grid, *entry)."""
     I = np.asarray(I, np.float64)
@@ -564,7 +580,8 @@ def analyze_tensor_family(
     ``tensors[L]``: (S, L, *entry) weights of S networks of depth L (independent networks per
     depth, as trained networks are); ``valid[L]``: (S,) bool, False for diverged networks.
     Returns the Table-1 quantities (S, n_depths), the exponent fits, the trend integral
-    (S, G+1, *entry) from the ``n_trend`` largest depths, the split at every depth, and the
+    (S, G+1, *entry; pooled over seeds, see :func:`pooled_trend`) from the ``n_trend`` largest
+    depths, the split at every depth, and the
     hypothesis-test verdict. :func:`analyze_run` does the same on a sweep folder, reading one
     depth at a time.
     """
@@ -584,7 +601,7 @@ def analyze_tensor_family(
     G = int(max(1, min(max_grid, min(td))))
     paths = np.stack([rescaled_cumsum(np.nan_to_num(np.asarray(tensors[L], np.float64)), beta, G, entry_ndim)
                       for L in td])
-    I = trend_integral(paths, np.stack([ok[:, depths.index(L)] for L in td]).astype(float))
+    I = pooled_trend(paths, np.stack([ok[:, depths.index(L)] for L in td]).astype(float))
     splits = {}
     for i, L in enumerate(depths):
         sp = split_trend_noise(np.nan_to_num(np.asarray(tensors[L], np.float64)), I, beta, entry_ndim)
@@ -695,8 +712,8 @@ def analyze_run(
 
     Reads every finished depth, computes the Table-1 quantities per depth and seed, fits
     alpha, beta, nu (per seed; diverged seeds left out), splits the weights into trend and
-    noise (the trend integral is the mean rescaled cumulative sum of each seed's ``n_trend``
-    largest depths on a grid of min(``max_grid``, smallest such depth) points), measures the
+    noise (the trend integral is the mean rescaled cumulative sum of all seeds at the ``n_trend``
+    largest depths, on a grid of min(``max_grid``, smallest such depth) points), measures the
     noise's quadratic variation, rebuilds every network with denoised weights and evaluates
     its training loss (on at most ``max_eval`` training points), and runs the hypothesis
     tests. Writes ``RUN_DIR/analysis.json`` and PNG figures under ``RUN_DIR/figures/``.
@@ -774,7 +791,7 @@ def analyze_run(
             if P.shape[0] < S:
                 P = np.concatenate([P, np.zeros((S - P.shape[0],) + P.shape[1:])])
             paths[n].append(P)
-    I = {n: trend_integral(np.stack(paths[n]), np.stack(tw)) for n in names}
+    I = {n: pooled_trend(np.stack(paths[n]), np.stack(tw)) for n in names}
     del paths
 
     # ---- pass 3: split, quadratic variation, denoised networks -------------------------
@@ -1016,5 +1033,4 @@ def format_analysis(result: dict) -> str:
     if r.get("figures"):
         lines.append("")
         lines.append(f"figures: {', '.join(Path(p).name for p in r['figures'])} (in {Path(r['run_dir']) / 'figures'})")
-    lines.append(f"wrote {Path(r.get('run_dir', '.')) / 'analysis.json'}")
     return "\n".join(lines)

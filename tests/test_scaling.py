@@ -248,6 +248,18 @@ def test_rescaled_cumsum_denoise_and_split_consistency():
     np.testing.assert_allclose(trend_integral(P2, np.array([[1.0], [0.0]])), np.ones((1, 3, 2)))
 
 
+def test_pooled_trend_averages_valid_networks_over_depths_and_seeds():
+    from resnet_limits.scaling import pooled_trend
+
+    P = np.random.default_rng(8).normal(size=(3, 2, 5, 4))  # (depths, seeds, G+1, entry)
+    w = np.array([[1, 1], [1, 0], [0, 1]], float)
+    ref = sum(P[i, s] for i in range(3) for s in range(2) if w[i, s]) / w.sum()
+    I = pooled_trend(P, w)
+    assert I.shape == (2, 5, 4)
+    np.testing.assert_allclose(I[0], ref)
+    np.testing.assert_allclose(I[1], ref)
+
+
 def test_hypothesis_test_reports_the_deciding_numbers():
     def s(m, se=0.01):
         return {"mean": m, "sd": se, "stderr": se}
