@@ -79,26 +79,30 @@ __all__ = [
 class StudyConfig:
     """Sizes of the strong-convergence study.
 
-    width d = 3 (Q's 1/d term keeps the Ito correction visible); fine paths of ``n_fine`` steps;
-    depths 2^4..2^13 (L_max = n_fine/4 keeps the fine Euler-Maruyama error of the reference,
-    O(1/n_fine), a quarter of the network's); ``chunk`` paths per vmapped batch (memory).
+    width d = 3 (Q's 1/d term keeps the Ito correction visible); ``n_paths`` fine paths of
+    ``n_fine`` steps; SDE depths 2^4..2^13 (L_max = n_fine/16: the reference's own Euler-Maruyama
+    error, ~ 1/n_fine in E sup^2, is 1/16 of the network's at L_max); ``chunk`` paths per vmapped
+    batch (memory). The deterministic Regime-1 cases use ``n_trends`` random smooth trends and
+    depths ``ode_depths`` (default: as ``depths``).
     """
 
     width: int = 3
-    n_paths: int = 256
-    n_fine: int = 2**15
+    n_paths: int = 512
+    n_fine: int = 2**17
     depths: tuple = tuple(2**k for k in range(4, 14))
     chunk: int = 64
     seed: int = 0
-    qv_blocks: int = 2**7  # blocks for the estimated Q (256 fine increments each at n_fine=2^15)
+    qv_blocks: int = 2**9  # blocks for the estimated Q (256 fine increments each)
     n_trends: int = 32  # Regime-1 (deterministic) cases: random smooth trends, vmapped
+    ode_depths: tuple = tuple(2**k for k in range(4, 17))  # cheap: the ODE cases go deeper
     linear_alphas: tuple = (0.5, 0.7)  # alpha + beta = 1; 0.7 ~ SP §3's trained tanh networks
     trend_scale: float = 1.0
 
     @classmethod
     def quick(cls, **kw) -> "StudyConfig":
-        base = dict(n_paths=64, n_fine=2**12, depths=tuple(2**k for k in range(4, 11)),
-                    chunk=64, qv_blocks=2**5, n_trends=16)
+        base = dict(n_paths=128, n_fine=2**13, depths=tuple(2**k for k in range(4, 11)),
+                    chunk=64, qv_blocks=2**5, n_trends=16,
+                    ode_depths=tuple(2**k for k in range(4, 13)))
         base.update(kw)
         return cls(**base)
 
@@ -201,8 +205,12 @@ def _sde_one(key, cfg: StudyConfig):
     return {k: jnp.stack(v) for k, v in errs.items()}
 
 
+def _ode_depths(cfg: StudyConfig) -> tuple:
+    return tuple(cfg.ode_depths) if cfg.ode_depths else tuple(cfg.depths)
+
+
 def _ode_one(key, cfg: StudyConfig):
-    d, depths = cfg.width, cfg.depths
+    d, depths = cfg.width, _ode_depths(cfg)
     L_max = max(depths)
     kx, kt = jax.random.split(key)
     x = _unit_input(kx, d)
@@ -293,20 +301,21 @@ def convergence_study(cfg: StudyConfig, *, progress: bool = True) -> dict[str, A
     cases = {}
     for name, spec in table.items():
         e = np.concatenate(raw[name], axis=0)  # (paths, depths)
+        depths = _ode_depths(cfg) if spec["kind"] == "ode" else tuple(cfg.depths)
         mean = e.mean(axis=0)
         se = e.std(axis=0, ddof=1) / math.sqrt(e.shape[0]) if e.shape[0] > 1 else np.zeros_like(mean)
-        fit = loglog_fit(cfg.depths, mean)
-        half = len(cfg.depths) // 2
-        tail = loglog_fit(cfg.depths[half:], mean[half:])
+        fit = loglog_fit(depths, mean)
+        half = len(depths) // 2
+        tail = loglog_fit(depths[half:], mean[half:])
         cases[name] = dict(
-            spec, depths=list(cfg.depths), errors=mean.tolist(), stderr=se.tolist(),
+            spec, depths=list(depths), errors=mean.tolist(), stderr=se.tolist(),
             slope=fit.slope, slope_stderr=fit.stderr, intercept=fit.intercept,
-            tail_slope=tail.slope, tail_depths=list(cfg.depths[half:]),
+            tail_slope=tail.slope, tail_depths=list(depths[half:]),
             n_paths=int(e.shape[0]),
             deterministic=spec["kind"] == "ode",
         )
     return dict(
-        config=dict(asdict(cfg), depths=list(cfg.depths)),
+        config=dict(asdict(cfg), depths=list(cfg.depths), ode_depths=list(_ode_depths(cfg))),
         metric="E sup_k |h_k - H_{k/L}|^2 over paths (inputs: one random unit vector per path)",
         cases=cases,
         seconds=dict(total=time.time() - t_start, **timings),
@@ -340,9 +349,13 @@ def _plot_cases(result: dict, names: list[str], path: Path, title: str) -> str:
         e = np.asarray(c["errors"], float)
         se = np.asarray(c["stderr"], float)
         color = f"C{i}"
-        ax.errorbar(L, e, yerr=2 * se, fmt="o-", ms=3.5, color=color, capsize=2,
-                    label=f"{name}: slope {c['slope']:.2f}"
-                          + (f" (theory {c['expected_slope']:g})" if c["expected_slope"] is not None else ""))
+        label = (f"{name}: slope {c['slope']:.2f}, tail {c['tail_slope']:.2f}"
+                 + (f" (theory {c['expected_slope']:g})" if c["expected_slope"] is not None else ""))
+        if c["kind"] == "sde":  # +-2 standard errors of the mean over paths (clipped for log axes)
+            yerr = np.stack([np.minimum(2 * se, 0.9 * e), 2 * se])
+            ax.errorbar(L, e, yerr=yerr, fmt="o-", ms=3.5, color=color, capsize=2, label=label)
+        else:  # deterministic networks: mean over random smooth trends, no sampling error bars
+            ax.plot(L, e, "o-", ms=3.5, color=color, label=label)
         ax.plot(L, np.exp(c["intercept"]) * L ** c["slope"], "--", color=color, lw=0.8)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -466,8 +479,8 @@ def _limit_name(activation: str) -> str:
     if activation == "relu":
         return (f"Ito SDE (SP eq. 15) of the smooth surrogate {SURROGATE['name']}: "
                 "dH = 1/2 (dX^A H + dX^b) + 1/8 Q(t,H) dt, X = cumulative delta-absorbed weights "
-                "(trend included), Q estimated from sign(delta)-weighted squared increments of the "
-                "noise part (local average, half-width ceil(sqrt L))")
+                "(trend included), Q estimated from sign(delta)-weighted squared absorbed increments "
+                "(local average, half-width ceil(sqrt L))")
     return ("linear ODE (SP eq. 14): dH/dt = L delta (A(t) H + b(t)), A(t), b(t) the trained "
             "weights linearly interpolated between t_k = k/L")
 
@@ -521,7 +534,9 @@ def _trained_limits(params: ResNetParams, xs, activation: str, delta_mode: str):
     if activation == "relu":
         wp = weight_paths(params, delta_mode, homogeneous=True)
         c, d2 = SURROGATE["d1_at_0"], SURROGATE["d2_at_0"]
-        qv = wp.quadratic_variation()  # Q from X's noise increments, sign-weighted, local average
+        # Q from the sign-weighted squares of the whole absorbed increments (trend included: the
+        # network's own second-order term), local average of half-width ceil(sqrt(L))
+        qv = estimate_qv(wp.X_A.increments, wp.X_b.increments, weights=wp.qv_weights)
         # noise + trend in one control (X = int Abar + W): dH = c dX^A H + c dX^b + 1/2 s''(0) Q dt
         H = jax.vmap(lambda x: solve_sde(x, wp.X_A.scale(c), wp.X_b.scale(c), ts,
                                          d2_at_0=d2, Q=qv))(xs)

@@ -19,7 +19,7 @@ from resnet_limits.errors import UsageError
 from resnet_limits.models import ResNetParams, forward
 
 TINY = StudyConfig(width=3, n_paths=24, n_fine=2**10, depths=(8, 16, 32, 64, 128, 256), chunk=24,
-                   qv_blocks=2**4, n_trends=4, linear_alphas=(0.5,))
+                   qv_blocks=2**4, n_trends=4, linear_alphas=(0.5,), ode_depths=None)
 
 
 @pytest.fixture(scope="module")
