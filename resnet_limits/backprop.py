@@ -667,7 +667,10 @@ def _summary(depths, per_path: np.ndarray) -> dict:
     m = per_path.mean(axis=0)
     se = per_path.std(axis=0, ddof=1) / math.sqrt(per_path.shape[0]) if per_path.shape[0] > 1 else np.full_like(m, np.nan)
     fit = loglog_fit(depths, m)
-    return {"values": m.tolist(), "stderr": se.tolist(), "slope": fit.slope, "slope_stderr": fit.stderr}
+    half = len(depths) // 2
+    fit_hi = loglog_fit(depths[half:], m[half:])
+    return {"values": m.tolist(), "stderr": se.tolist(), "slope": fit.slope, "slope_stderr": fit.stderr,
+            "slope_large_L": fit_hi.slope}
 
 
 def _settings(quick: bool, n_paths: Optional[int]) -> dict:
@@ -688,12 +691,12 @@ def _plot(out: Path, name: str, title: str, ylabel: str, lines: list) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for label, depths, vals, slope, style in lines:
-        ax.loglog(depths, vals, style, label=f"{label} (slope {slope:+.2f})")
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    for label, depths, vals, slope, style, color in lines:
+        ax.loglog(depths, vals, style, color=color, label=f"{label} (slope {slope:+.2f})")
         fit = loglog_fit(depths, vals)
         L = np.asarray(depths, float)
-        ax.loglog(L, np.exp(fit.intercept) * L**fit.slope, ":", color="0.5", lw=0.8)
+        ax.loglog(L, np.exp(fit.intercept) * L**fit.slope, ":", color=color, lw=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("depth L")
     ax.set_ylabel(ylabel)
@@ -764,7 +767,8 @@ def reproduce_backprop(out, *, quick: bool = False, n_paths: Optional[int] = Non
                     "limit": "AA eq. 5.5 (dP = -P diag(sigma'(Abar H + bbar)) Abar dt)" if kind == "node"
                     else "AA eq. 5.6 (dP = -P Abar dt)",
                     "depths": depths, "errors": e["values"], "errors_stderr": e["stderr"],
-                    "slope": e["slope"], "slope_stderr": e["slope_stderr"], "expected_slope": expected,
+                    "slope": e["slope"], "slope_stderr": e["slope_stderr"], "slope_large_L": e["slope_large_L"],
+                    "expected_slope": expected,
                     "grad_metric": "mean over paths of sup_k ||L^alpha dl/dA_k - G^A_{k/L}||_F + ||L^alpha dl/db_k - G^b_{k/L}||",
                     "grad_errors": g["values"], "grad_slope": g["slope"],
                     "n_paths": st["paths1"], "seconds": round(time.time() - t0, 2),
@@ -784,7 +788,8 @@ def reproduce_backprop(out, *, quick: bool = False, n_paths: Optional[int] = Non
                 "limit": "AA eq. 5.10-5.11, Ito, diffrax Euler on the fine path",
                 "n_fine": st["n_fine"], "depths": depths,
                 "errors": s["errors"]["values"], "errors_stderr": s["errors"]["stderr"],
-                "slope": s["errors"]["slope"], "slope_stderr": s["errors"]["slope_stderr"], "expected_slope": -1.0,
+                "slope": s["errors"]["slope"], "slope_stderr": s["errors"]["slope_stderr"],
+                "slope_large_L": s["errors"]["slope_large_L"], "expected_slope": -1.0,
                 "phi_errors": s["phi_errors"]["values"], "phi_slope": s["phi_errors"]["slope"],
                 "grad_metric": "mean over paths of sup_k ||dl/dA_k - G^A_{k/L}||_F^2 + ||dl/db_k - G^b_{k/L}||^2",
                 "grad_errors": s["grad_errors"]["values"], "grad_slope": s["grad_errors"]["slope"],
@@ -800,18 +805,25 @@ def reproduce_backprop(out, *, quick: bool = False, n_paths: Optional[int] = Non
             }
         bar.close()
     figures = []
-    for kind, title in (("node", "Regime 1, neural-ODE case (beta=0, alpha=1)"), ("linear", "Regime 1, linear case (alpha=beta=1/2)")):
-        lines = [(a, depths, cases[f"regime1-{kind}-{a}"]["errors"], cases[f"regime1-{kind}-{a}"]["slope"], m)
-                 for a, m in zip(_ACTIVATIONS, ("o-", "s-"))]
-        figures.append(_plot(out, f"backprop_regime1_{kind}.png", title + ": sup_k ||J_k - P_{k/L}||",
-                             "mean sup_k ||J_k - P_{k/L}||_F", lines))
+    colors = {"tanh": "C0", "csoftplus": "C3"}
+    for kind, title in (("node", "Regime 1, neural-ODE case (beta=0, alpha=1)"),
+                        ("linear", "Regime 1, linear case (alpha=beta=1/2)")):
+        lines = []
+        for a, m in zip(_ACTIVATIONS, ("o-", "s-")):
+            c = cases[f"regime1-{kind}-{a}"]
+            lines.append((f"{a}: J vs P", depths, c["errors"], c["slope"], m, colors[a]))
+            lines.append((f"{a}: weight grads", depths, c["grad_errors"], c["grad_slope"], m[0] + "--", colors[a]))
+        figures.append(_plot(out, f"backprop_regime1_{kind}.png", title + f", d={d}, {st['paths1']} paths",
+                             "mean sup_k ||J_k - P_{k/L}||_F  (grads: L^alpha-rescaled)", lines))
     lines = []
     for a, m in zip(_ACTIVATIONS, ("o-", "s-")):
         c = cases[f"regime2-{a}"]
-        lines.append((f"{a}: vs Phi_1 Phi_t^-1", depths, c["errors"], c["slope"], m))
-        lines.append((f"{a}: vs Li et al. adjoint", depths, c["li_errors"], c["li_slope"], m.replace("-", "--")))
+        lines.append((f"{a}: J vs Phi_1 Phi_t^-1", depths, c["errors"], c["slope"], m, colors[a]))
+        lines.append((f"{a}: J vs Li et al. adjoint", depths, c["li_errors"], c["li_slope"], m[0] + "--", colors[a]))
+        lines.append((f"{a}: J vs adjoint w/o Strat. drift", depths, c["naive_errors"], c["naive_slope"], m[0] + ":",
+                      colors[a]))
     figures.append(_plot(out, "backprop_regime2.png",
-                         f"Regime 2 (Brownian weights, {st['n_fine']} fine steps): E sup_k ||J_k - J_(k/L)||^2",
+                         f"Regime 2, Brownian weights, d={d}, {st['paths2']} paths, {st['n_fine']} fine steps",
                          "E sup_k ||J_k - J_{k/L}||_F^2", lines))
     result = {
         "settings": {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 import scipy.linalg
 
 from resnet_limits import backprop as bp
-from resnet_limits.models import ResNetParams, forward, init_params, mse
+from resnet_limits.models import ResNetParams, effective_delta, forward, init_params, mse
 
 
 def _net(key, L, d, delta_mode, scale=1.0):
@@ -26,7 +28,11 @@ CASES = [("tanh", "shared"), ("csoftplus", "per-layer"), ("relu", "per-layer"), 
 
 @pytest.mark.parametrize("activation,delta_mode", CASES)
 def test_jacobians_match_jacrev(activation, delta_mode):
-    """AA eq. 5.3 (backward) and the forward Phi recursion equal jax.jacrev through the scan."""
+    """AA eq. 5.3 (backward) and the forward Phi recursion equal jax.jacrev through the scan.
+
+    Reference: dh_L/dh_k = jacrev of the network whose layers j < k are switched off (delta_j = 0),
+    evaluated at h_k; dh_k/dx = jacrev of the network whose layers j >= k are switched off.
+    """
     with jax.enable_x64(True):
         L, d = 7, 3
         p = _net(jax.random.PRNGKey(0), L, d, delta_mode)
@@ -35,19 +41,25 @@ def test_jacobians_match_jacrev(activation, delta_mode):
         Phi = bp.input_jacobians(p, x, activation=activation, delta_mode=delta_mode)
         hs = forward(p, x, activation=activation, delta_mode=delta_mode, return_hidden=True)
         assert J.shape == (L + 1, d, d) and Phi.shape == (L + 1, d, d)
-        for k in range(L + 1):
-            tail = jax.tree_util.tree_map(lambda a: a[k:] if a.ndim and a.shape[0] == L else a, p)
-            ref = jax.jacrev(lambda h: forward(tail, h, activation=activation, delta_mode=delta_mode))(hs[k])
-            np.testing.assert_allclose(J[k], ref, rtol=1e-12, atol=1e-12)
-            head = jax.tree_util.tree_map(lambda a: a[:k] if a.ndim and a.shape[0] == L else a, p)
-            ref_phi = (
-                jnp.eye(d)
-                if k == 0
-                else jax.jacrev(lambda z: forward(head, z, activation=activation, delta_mode=delta_mode))(x)
-            )
-            np.testing.assert_allclose(Phi[k], ref_phi, rtol=1e-12, atol=1e-12)
-            # J_k = Phi_L Phi_k^{-1} (AA eq. 5.16)
-            np.testing.assert_allclose(J[k] @ Phi[k], Phi[L], rtol=1e-10, atol=1e-12)
+        deltas = effective_delta(p, delta_mode)
+        ks = jnp.arange(L + 1)
+
+        def masked(h, k, keep_late):
+            keep = (jnp.arange(L) >= k) if keep_late else (jnp.arange(L) < k)
+            q = ResNetParams(p.A, p.b, jnp.where(keep, deltas, 0.0))
+            return forward(q, h, activation=activation, delta_mode="per-layer")
+
+        ref_J = jax.vmap(jax.jacrev(lambda h, k: masked(h, k, True)))(hs, ks)
+        ref_Phi = jax.vmap(jax.jacrev(lambda z, k: masked(z, k, False)), in_axes=(None, 0))(x, ks)
+        np.testing.assert_allclose(J, ref_J, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(Phi, ref_Phi, rtol=1e-12, atol=1e-12)
+        # J_k = Phi_L Phi_k^{-1} (AA eq. 5.16)
+        np.testing.assert_allclose(J @ Phi, jnp.broadcast_to(Phi[L], J.shape), rtol=1e-10, atol=1e-12)
+        # and J_0 = dh_L/dx directly
+        np.testing.assert_allclose(
+            J[0], jax.jacrev(lambda z: forward(p, z, activation=activation, delta_mode=delta_mode))(x),
+            rtol=1e-12, atol=1e-12,
+        )
 
 
 def test_jacobians_batched():
@@ -57,8 +69,8 @@ def test_jacobians_batched():
         x = jax.random.normal(jax.random.PRNGKey(3), (B, d), jnp.float64)
         J = bp.jacobians(p, x)
         assert J.shape == (L + 1, B, d, d)
-        for b in range(B):
-            np.testing.assert_allclose(J[:, b], bp.jacobians(p, x[b]), rtol=1e-13, atol=1e-14)
+        per_input = jax.vmap(lambda xi: bp.jacobians(p, xi), out_axes=1)(x)
+        np.testing.assert_allclose(J, per_input, rtol=1e-13, atol=1e-14)
 
 
 @pytest.mark.parametrize("activation,delta_mode", CASES)
@@ -76,3 +88,181 @@ def test_weight_gradients_match_grad(activation, delta_mode):
             assert g.delta is None
         else:
             np.testing.assert_allclose(g.delta, ref.delta, rtol=1e-10, atol=1e-13)
+
+
+# ---------------------------------------------------------------------------------------------
+# Limits
+# ---------------------------------------------------------------------------------------------
+
+
+def test_linear_case_constant_abar_is_expm():
+    """AA eq. 5.6 with constant Abar: P_t = expm(Abar (1 - t))."""
+    with jax.enable_x64(True):
+        d = 3
+        Abar = jax.random.normal(jax.random.PRNGKey(0), (d, d), jnp.float64)
+        ts = jnp.linspace(0.0, 1.0, 11)
+        P = bp.backward_ode(ts, lambda t: (Abar, jnp.zeros(d)))
+        for t, Pt in zip(np.asarray(ts), np.asarray(P)):
+            np.testing.assert_allclose(Pt, scipy.linalg.expm(np.asarray(Abar) * (1.0 - t)), rtol=1e-8, atol=1e-9)
+
+
+def test_neural_ode_backward_is_flow_jacobian():
+    """AA eq. 5.5: P_0 = dH_1/dx, the derivative of the forward neural-ODE flow (central
+    finite differences of the diffrax solve)."""
+    with jax.enable_x64(True):
+        d, eps = 3, 1e-4
+        tr = bp.random_trend(jax.random.PRNGKey(1), d)
+        trend = lambda t: bp.trend_eval(tr, t)  # noqa: E731
+        x = jax.random.normal(jax.random.PRNGKey(2), (d,), jnp.float64)
+
+        @jax.jit
+        def both(x):
+            sol = bp.forward_ode(x, trend, activation="csoftplus")
+            P = bp.backward_ode(jnp.array([0.0, 0.5, 1.0]), trend, H=sol.evaluate, activation="csoftplus")
+            H1 = jax.vmap(lambda z: bp.forward_ode(z, trend, activation="csoftplus").evaluate(1.0))
+            E = eps * jnp.eye(d)
+            flow = ((H1(x + E) - H1(x - E)) / (2 * eps)).T  # column j = dH_1/dx_j
+            return P, flow
+
+        P, flow = both(x)
+        np.testing.assert_allclose(P[0], flow, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(P[-1], np.eye(d), atol=1e-14)
+        assert np.max(np.abs(P[0] - np.eye(d))) > 0.1  # non-trivial instance
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _regime1_errors(node, activation, depths=(8, 32, 128)):
+    d = 3
+    tr = bp.random_trend(jax.random.PRNGKey(3), d)
+    trend = lambda t: bp.trend_eval(tr, t)  # noqa: E731
+    x = jax.random.normal(jax.random.PRNGKey(4), (d,), jnp.float64)
+    Lmax = depths[-1]
+    ts = jnp.arange(Lmax + 1) / Lmax
+    if node:
+        sol = bp.forward_ode(x, trend, activation=activation)
+        P = bp.backward_ode(ts, trend, H=sol.evaluate, activation=activation)
+        alpha, beta = 1.0, 0.0
+    else:
+        P = bp.backward_ode(ts, trend)
+        alpha, beta = 0.5, 0.5
+    errs = []
+    for L in depths:
+        p = bp.regime1_network(tr, L, alpha=alpha, beta=beta)
+        J = bp.jacobians(p, x, activation=activation, delta_mode="shared")
+        errs.append(jnp.max(jnp.linalg.norm(J - P[:: Lmax // L], axis=(-2, -1))))
+    return jnp.stack(errs)
+
+
+@pytest.mark.parametrize("node,activation,rate", [(True, "tanh", 1.0), (False, "tanh", 1.0), (False, "csoftplus", 0.5)])
+def test_regime1_error_decreases_with_depth(node, activation, rate):
+    """sup_k ||J_k - P_{k/L}|| -> 0 at the predicted rate (AA Thm 4) on one small instance."""
+    with jax.enable_x64(True):
+        errs = np.asarray(_regime1_errors(node, activation))
+        assert np.all(np.diff(errs) < 0), errs
+        slope = np.log(errs[-1] / errs[-2]) / np.log(4.0)
+        assert abs(slope + rate) < 0.15, (errs, slope)
+
+
+def _brownian(key, n, d):
+    from resnet_limits.limits import PiecewiseLinearPath, brownian_increments
+
+    dWA, dWb = brownian_increments(key, n, d, jnp.float64)
+    return dWA, dWb, PiecewiseLinearPath.from_increments(dWA), PiecewiseLinearPath.from_increments(dWb)
+
+
+def test_phi_times_inverse_is_identity():
+    """Phi_t Psi_t = I along the Ito solve, Psi the SDE solution for Phi^{-1} (with its Ito
+    correction C = I/d^2); the defect vanishes as the fine grid refines. A Stratonovich solver
+    (Heun) on the same equations drifts to Psi Phi ~ exp(t C), as Ito's formula predicts."""
+    from resnet_limits.limits import uniform_grid
+
+    activation = "csoftplus"  # sigma''(0) != 0: the Ito drift of Phi and of Psi are both active
+    with jax.enable_x64(True):
+        d = 3
+        x = jnp.ones(d) / np.sqrt(d)
+
+        @partial(jax.jit, static_argnums=(0, 1))
+        @partial(jax.vmap, in_axes=(None, None, 0))
+        def defect(n, solver, key):
+            _, _, WA, Wb = _brownian(key, n, d)
+            sol = bp.solve_phi_sde(x, WA, Wb, uniform_grid(16), activation=activation, with_inverse=True, solver=solver)
+            return sol.Phi @ sol.Psi - jnp.eye(d)
+
+        keys = jax.random.split(jax.random.PRNGKey(5), 16)
+        coarse = defect(2**7, "euler", keys)
+        fine = defect(2**11, "euler", keys)
+        e_c = float(jnp.mean(jnp.max(jnp.sum(coarse**2, axis=(-2, -1)), axis=1)))
+        e_f = float(jnp.mean(jnp.max(jnp.sum(fine**2, axis=(-2, -1)), axis=1)))
+        assert e_f < 2e-3 and e_f < e_c / 4, (e_c, e_f)
+        heun = defect(2**11, "heun", keys)
+        # Stratonovich: Psi Phi - I ~ t C = t I/d^2 at t = 1, mean over paths
+        np.testing.assert_allclose(jnp.mean(heun[:, -1], axis=0), np.eye(d) / d**2, atol=0.03)
+
+
+def _regime2_errors(activation, n_paths=24, n=2**10, depths=(4, 16, 64, 256)):
+    from resnet_limits.limits import brownian_network, uniform_grid
+
+    d = 3
+    Lmax = depths[-1]
+
+    def one(key):
+        kW, kx = jax.random.split(key)
+        dWA, dWb, WA, Wb = _brownian(kW, n, d)
+        x = jax.random.normal(kx, (d,), jnp.float64) / np.sqrt(d)
+        sol = bp.solve_phi_sde(x, WA, Wb, uniform_grid(Lmax), activation=activation, save_fine_H=True)
+        Jl = sol.jacobian_limit()
+        out = []
+        for L in depths:
+            J = bp.jacobians(brownian_network(dWA, dWb, L), x, activation=activation, delta_mode="none")
+            out.append(jnp.max(jnp.sum((J - Jl[:: Lmax // L]) ** 2, axis=(-2, -1))))
+        li = bp.li_adjoint(WA, sol.H_fine, uniform_grid(Lmax), activation=activation)
+        li_euler = bp.li_adjoint(WA, sol.H_fine, uniform_grid(Lmax), activation=activation,
+                                 stratonovich_drift=False, solver="euler")
+        naive = bp.li_adjoint(WA, sol.H_fine, uniform_grid(Lmax), activation=activation, stratonovich_drift=False)
+        e = lambda A: jnp.max(jnp.sum((A - Jl) ** 2, axis=(-2, -1)))  # noqa: E731
+        return jnp.stack(out), e(li), e(li_euler), e(naive)
+
+    errs, li, li_euler, naive = jax.jit(jax.vmap(one))(jax.random.split(jax.random.PRNGKey(6), n_paths))
+    return np.asarray(errs.mean(0)), float(li.mean()), float(li_euler.mean()), float(naive.mean())
+
+
+@pytest.mark.parametrize("activation", ["csoftplus"])
+def test_regime2_error_decreases_with_depth_and_li_adjoint(activation):
+    """E sup_k ||J_k - Phi_1 Phi_{k/L}^{-1}||^2 decreases with L (AA Thm 5, rate ~ 1/L); the Li
+    et al. adjoint in Stratonovich form agrees with Phi_1 Phi_t^{-1} up to the fine-grid error, an
+    Euler (backward Ito) version with the Ito drift agrees to round-off for tanh, and the naive one
+    (Ito drift, Stratonovich solver) stays O(1/d^2) away."""
+    with jax.enable_x64(True):
+        errs, li, li_euler, naive = _regime2_errors(activation)
+        assert np.all(np.diff(errs) < 0), errs
+        slope = np.polyfit(np.log([4, 16, 64, 256]), np.log(errs), 1)[0]
+        assert -1.4 < slope < -0.7, (errs, slope)
+        assert li < 1e-3 and li < errs[-1], (li, errs)
+        assert li_euler < (1e-20 if activation == "tanh" else 1e-6), li_euler
+        assert naive > 10 * li, (naive, li)
+
+
+@pytest.mark.slow
+def test_reproduce_backprop_quick(tmp_path):
+    """The CLI entry point writes backprop.json with per-case depths, errors, slope and the PNGs."""
+    import json
+
+    res = bp.reproduce_backprop(tmp_path / "out", quick=True, n_paths=8, progress=False)
+    data = json.loads((tmp_path / "out" / "backprop.json").read_text())
+    assert set(data["cases"]) == {
+        "regime1-node-tanh", "regime1-node-csoftplus", "regime1-linear-tanh", "regime1-linear-csoftplus",
+        "regime2-tanh", "regime2-csoftplus",
+    }
+    for name, c in data["cases"].items():
+        assert len(c["depths"]) == len(c["errors"]) == 7
+        assert c["slope"] < -0.3, (name, c["slope"])
+    for f in data["figures"]:
+        assert (tmp_path / "out" / f).stat().st_size > 1000
+    assert res["cases"]["regime2-tanh"]["slope"] == data["cases"]["regime2-tanh"]["slope"]
+
+
+def test_bad_n_paths_is_usage_error(tmp_path):
+    from resnet_limits.errors import UsageError
+
+    with pytest.raises(UsageError):
+        bp.reproduce_backprop(tmp_path, quick=True, n_paths=1, progress=False)
