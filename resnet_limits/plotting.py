@@ -143,7 +143,9 @@ def _decomp_panel(ax, result, dec: Mapping[str, Any], entry, name: str) -> None:
     bar = "Ā" if name == "A" else "b̄"
     e = ",".join(str(i) for i in entry)
     ax.plot(s, dec["weights"], ".", ms=1.5, color="0.6", label=f"L^β {lab}_k,({e})")
-    ax.plot(s, dec["trend"], "-", lw=2, color=GREEN, label=f"trend {bar}")
+    ax.plot(s, dec["trend"], "-", lw=2, color=GREEN, label=f"trend {bar} (largest depths, SP eq. 7)")
+    if "own_trend" in dec:
+        ax.plot(s, dec["own_trend"], "--", lw=1.5, color="#66c2a5", label=f"this network's trend")
     ax.plot(s, dec["noise_path"], "-", lw=1.5, color=PURPLE, label="noise W (L^(β-1) scaled)")
     r = result["decomposition"][name]["noise_to_trend_used"]
     ax.set_title(f"decomposition at L={L}, noise/trend {r:.2g}" if r is not None else f"decomposition at L={L}")
@@ -185,7 +187,8 @@ def fig4_delta(result: Mapping[str, Any], delta_largest: Optional[Mapping[str, A
 
 def fig6_denoised(result: Mapping[str, Any], path: Path) -> str:
     """SP Fig. 6: training loss against L for the trained weights (black) and the denoised
-    weights Atilde_k = L^-beta Abar_{k/L} (green); shaded: below epsilon (converged)."""
+    weights Atilde_k = L^-beta Abar_{k/L} (green dashed: Abar common to the largest depths;
+    green dotted: each network's own coarse-grained trend); shaded: below epsilon."""
     den = result["denoised"]
     d = np.asarray(den["depths"], float)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -194,7 +197,9 @@ def fig6_denoised(result: Mapping[str, Any], path: Path) -> str:
     if eps:
         ax.axhspan(min(np.nanmin(np.r_[tl, dl, eps]) * 0.5, eps), eps, color="#fefef2", ec="0.85", zorder=0)
     ax.loglog(d, tl, "k--", lw=2.5, label="trained weights")
-    ax.loglog(d, dl, "--", color=GREEN, lw=2.5, label="denoised weights")
+    ax.loglog(d, dl, "--", color=GREEN, lw=2.5, label="denoised weights (common trend)")
+    if den.get("denoised_own_loss") is not None:
+        ax.loglog(d, _arr(den["denoised_own_loss"]), ":", color=GREEN, lw=2.0, label="denoised (own trend)")
     ax.set_xlabel("depth L")
     ax.set_ylabel("training loss")
     ax.set_title("loss with denoised weights (SP Fig. 6)")

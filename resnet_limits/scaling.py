@@ -53,6 +53,8 @@ __all__ = [
     "summarize_exponent",
     "table1",
     "table1_loop",
+    "own_grid",
+    "own_trend",
     "pooled_trend",
     "trend_integral",
 ]
@@ -422,6 +424,22 @@ def pooled_trend(paths, weights) -> np.ndarray:
     return np.broadcast_to(I, (S,) + I.shape[1:]).copy()
 
 
+def own_grid(L: int, max_grid: int = 200, min_layers: int = 8) -> int:
+    """Grid size of a network's own (per-network) trend: at most ``max_grid`` cells and at least
+    ``min_layers`` layers per cell (1 cell for L < 2 min_layers)."""
+    return int(max(1, min(max_grid, L // min_layers)))
+
+
+def own_trend(T, beta: float, entry_ndim: int, max_grid: int = 200, min_layers: int = 8) -> np.ndarray:
+    """The per-network trend integral: each network's own rescaled cumulative sum (SP eq. 7 at
+    its own depth) on a coarse grid of :func:`own_grid` cells, so the trend keeps what varies
+    on scales longer than L / G layers and the noise what varies faster. ``T``: (S, L, *entry);
+    returns (S, G+1, *entry) for :func:`denoise` / :func:`split_trend_noise`."""
+    T = np.asarray(T, np.float64)
+    L = T.shape[T.ndim - 1 - entry_ndim]
+    return rescaled_cumsum(T, beta, own_grid(L, max_grid, min_layers), entry_ndim)
+
+
 def trend_weights(I, entry_ndim: int) -> np.ndarray:
     """Abar on the grid cells: n_grid (I(s_{i+1}) - I(s_i)), shape (..., n_grid, *entry)."""
     I = np.asarray(I, np.float64)
@@ -495,6 +513,7 @@ def hypothesis_test(
     noise_to_trend: float,
     *,
     noise_autocorr: float = float("nan"),
+    cross_depth_noise_to_trend: float = float("nan"),
     alpha: Optional[Mapping[str, Any]] = None,
     qv_largest: float = float("nan"),
     label: str = "A",
@@ -504,7 +523,10 @@ def hypothesis_test(
 
     ``exps`` is :func:`fit_exponents`' output, ``noise_to_trend`` the per-layer noise/trend
     ratio and ``noise_autocorr`` the lag-1 autocorrelation of the noise increments of
-    :func:`split_trend_noise` at the largest depths, ``alpha`` the delta fit. Verdicts:
+    :func:`split_trend_noise` at the largest depths (with each network's own coarse-grained
+    trend, :func:`own_trend`), ``cross_depth_noise_to_trend`` the same ratio against the trend
+    common to the largest depths (reported, not used: it also counts differences between
+    independently trained networks), ``alpha`` the delta fit. Verdicts:
     "Hypothesis 1" (beta-scaled increments vanish and the residual is negligible or smooth in
     k), "Hypothesis 2" (non-negligible diffusive noise W, or increments that do not vanish),
     "neither (sparse)" (the maximum norm does not decay and a few layers carry the root sum of
@@ -527,6 +549,7 @@ def hypothesis_test(
                          "rule": f"nu > {th['nu_vanish']} and nu - 2 stderr > 0"},
         "4_trend_noise": {"noise_to_trend": _f(noise_to_trend), "negligible": negligible,
                           "noise_lag1_autocorr": _f(noise_autocorr), "smooth_residual": smooth,
+                          "cross_depth_noise_to_trend": _f(cross_depth_noise_to_trend),
                           "rule": f"negligible: sqrt(QV)/RSS(trend) < {th['noise_negligible']}; smooth "
                                   f"(not diffusive): lag-1 autocorrelation > {th['noise_smooth_autocorr']}"},
         "5_quadratic_variation": {"beta_ge_half": beta_half, "rss_slope": _f(rss["mean"]),
@@ -602,21 +625,30 @@ def analyze_tensor_family(
     paths = np.stack([rescaled_cumsum(np.nan_to_num(np.asarray(tensors[L], np.float64)), beta, G, entry_ndim)
                       for L in td])
     I = pooled_trend(paths, np.stack([ok[:, depths.index(L)] for L in td]).astype(float))
-    splits = {}
+    keys = ("quadratic_variation", "noise_to_trend", "noise_path_to_trend_path", "noise_lag1_autocorr")
+    splits, own = {}, {}
     for i, L in enumerate(depths):
-        sp = split_trend_noise(np.nan_to_num(np.asarray(tensors[L], np.float64)), I, beta, entry_ndim)
-        for k in ("quadratic_variation", "noise_to_trend", "noise_path_to_trend_path", "noise_lag1_autocorr"):
+        T = np.nan_to_num(np.asarray(tensors[L], np.float64))
+        sp = split_trend_noise(T, I, beta, entry_ndim)
+        so = split_trend_noise(T, own_trend(T, beta, entry_ndim, max_grid), beta, entry_ndim)
+        for k in keys:
             sp[k] = np.where(ok[:, i], sp[k], np.nan)
-        splits[L] = sp
-    r_td = np.stack([splits[L]["noise_to_trend"] for L in td])
-    r = float(np.nanmedian(r_td)) if np.isfinite(r_td).any() else float("nan")
-    c_td = np.stack([splits[L]["noise_lag1_autocorr"] for L in td])
-    c = float(np.nanmedian(c_td)) if np.isfinite(c_td).any() else float("nan")
-    qv_last = float(np.nanmean(splits[depths[-1]]["quadratic_variation"]))
-    test = hypothesis_test(exps, r, noise_autocorr=c, alpha=alpha, qv_largest=qv_last, label=label)
+            so[k] = np.where(ok[:, i], so[k], np.nan)
+        splits[L], own[L] = sp, so
+
+    def med(d, k):
+        a = np.stack([d[L][k] for L in td])
+        return float(np.nanmedian(a)) if np.isfinite(a).any() else float("nan")
+
+    r, c = med(own, "noise_to_trend"), med(own, "noise_lag1_autocorr")
+    qv_last = float(np.nanmean(own[depths[-1]]["quadratic_variation"]))
+    test = hypothesis_test(exps, r, noise_autocorr=c, alpha=alpha, qv_largest=qv_last, label=label,
+                           cross_depth_noise_to_trend=med(splits, "noise_to_trend"))
     return {"depths": depths, "table1": q, "valid": ok, "exponents": exps, "beta_used": beta,
-            "trend_depths": td, "n_grid": G, "trend_integral": I, "splits": splits,
-            "noise_to_trend": r, "noise_autocorr": c, "test": test, "verdict": test["verdict"]}
+            "trend_depths": td, "n_grid": G, "trend_integral": I, "splits": splits, "own_splits": own,
+            "noise_to_trend": r, "noise_autocorr": c,
+            "cross_depth_noise_to_trend": med(splits, "noise_to_trend"),
+            "test": test, "verdict": test["verdict"]}
 
 
 # ------------------------------------------------------------------- a whole run -------
@@ -799,11 +831,12 @@ def analyze_run(
     x = np.asarray(data.x_train[:max_eval], np.float32)
     y = np.asarray(data.y_train[:max_eval], np.float32)
     loss_fn = _loss_fn(activation, delta_mode, has_delta)
-    dec = {n: {k: np.full((S, nD), np.nan) for k in
-               ("quadratic_variation", "noise_to_trend", "noise_path_to_trend_path", "noise_lag1_autocorr")}
-           for n in names}
+    keys = ("quadratic_variation", "noise_to_trend", "noise_path_to_trend_path", "noise_lag1_autocorr")
+    dec = {n: {k: np.full((S, nD), np.nan) for k in keys} for n in names}  # common (cross-depth) trend
+    dec_own = {n: {k: np.full((S, nD), np.nan) for k in keys} for n in names}  # each network's own trend
     trained_loss = np.full((S, nD), np.nan)
     denoised_loss = np.full((S, nD), np.nan)
+    denoised_own_loss = np.full((S, nD), np.nan)
     fig1_depths = sorted(set(depths[::-1][::3][:4]))
     seed0 = int(np.argmax(valid[:, -1])) if valid[:, -1].any() else 0
     fig_entry = {n: _figure_entry(n, activation, int(cfg["width"]), trend_weights(I[n][seed0], ENTRY_NDIM[n]))
@@ -814,12 +847,16 @@ def analyze_run(
         tens = analysed_tensors(params, delta_mode, activation)
         s_here = min(S, tens["A"].shape[0])
         ok = valid[:s_here, i]
-        den = {}
+        den, den_own = {}, {}
         for n in names:
-            sp = split_trend_noise(np.nan_to_num(tens[n][:s_here]), I[n][:s_here], beta_used[n], ENTRY_NDIM[n])
-            for k in dec[n]:
+            T = np.nan_to_num(tens[n][:s_here])
+            sp = split_trend_noise(T, I[n][:s_here], beta_used[n], ENTRY_NDIM[n])
+            so = split_trend_noise(T, own_trend(T, beta_used[n], ENTRY_NDIM[n], max_grid), beta_used[n],
+                                   ENTRY_NDIM[n])
+            for k in keys:
                 dec[n][k][:s_here, i] = np.where(ok, sp[k], np.nan)
-            den[n] = sp["denoised"]
+                dec_own[n][k][:s_here, i] = np.where(ok, so[k], np.nan)
+            den[n], den_own[n] = sp["denoised"], so["denoised"]
             if L in fig1_depths or L == depths[-1]:
                 e = (slice(None),) + fig_entry[n]
                 T0 = tens[n][seed0]
@@ -832,7 +869,8 @@ def analyze_run(
                         "depth": L,
                         "weights": L ** beta_used[n] * T0[e],
                         "trend": L ** beta_used[n] * sp["denoised"][seed0][e],
-                        "noise_path": L ** (beta_used[n] - 1.0) * np.cumsum(sp["noise"][seed0][e]),
+                        "own_trend": L ** beta_used[n] * so["denoised"][seed0][e],
+                        "noise_path": L ** (beta_used[n] - 1.0) * np.cumsum(so["noise"][seed0][e]),
                     }
         if L == depths[-1] and params.delta is not None:
             figdata["delta_largest"] = {"depth": L, "delta": np.asarray(params.delta[seed0], np.float64)}
@@ -850,35 +888,48 @@ def analyze_run(
                 dl_den = np.where(dl_den == 0, 1.0, dl_den).astype(np.float32)
         else:
             dl_den = dl
-        with np.errstate(all="ignore"):
-            dloss = np.asarray(loss_fn(*_pad_layers(den["A"].astype(np.float32), den["b"].astype(np.float32),
-                                                    dl_den, delta_mode, activation), x, y))
-        denoised_loss[:s_here, i] = np.where(ok, dloss, np.nan)
+        for d_, out_ in ((den, denoised_loss), (den_own, denoised_own_loss)):
+            with np.errstate(all="ignore"):
+                dloss = np.asarray(loss_fn(*_pad_layers(d_["A"].astype(np.float32), d_["b"].astype(np.float32),
+                                                        dl_den, delta_mode, activation), x, y))
+            out_[:s_here, i] = np.where(ok, dloss, np.nan)
 
     # ---- hypothesis tests ------------------------------------------------------------------
     tests, decomposition = {}, {}
+    cols = [depths.index(L) for L in td]
+
+    def med(a):
+        a = a[:, cols]
+        return float(np.nanmedian(a)) if np.isfinite(a).any() else float("nan")
+
     for n in names:
-        r_td = dec[n]["noise_to_trend"][:, [depths.index(L) for L in td]]
-        r = float(np.nanmedian(r_td)) if np.isfinite(r_td).any() else float("nan")
-        c_td = dec[n]["noise_lag1_autocorr"][:, [depths.index(L) for L in td]]
-        c = float(np.nanmedian(c_td)) if np.isfinite(c_td).any() else float("nan")
-        qv_mean = _nanmean0(dec[n]["quadratic_variation"])
-        tests[n] = hypothesis_test(exps[n], r, noise_autocorr=c, alpha=alpha, qv_largest=float(qv_mean[-1]),
-                                   label=labels[n])
+        r, c = med(dec_own[n]["noise_to_trend"]), med(dec_own[n]["noise_lag1_autocorr"])
+        r_x = med(dec[n]["noise_to_trend"])
+        qv_mean = _nanmean0(dec_own[n]["quadratic_variation"])
+        tests[n] = hypothesis_test(exps[n], r, noise_autocorr=c, cross_depth_noise_to_trend=r_x, alpha=alpha,
+                                   qv_largest=float(qv_mean[-1]), label=labels[n])
         qv_fit = loglog_fit(depths, qv_mean)
         decomposition[n] = {
             "label": labels[n],
             "beta_used": beta_used[n],
             "trend_depths": td,
             "n_grid": G,
+            "own_trend": f"each network's rescaled cumulative sum on min({max_grid}, L // 8) cells",
             "noise_to_trend_used": r,
             "noise_lag1_autocorr_used": c,
-            "noise_lag1_autocorr": _nanmean0(dec[n]["noise_lag1_autocorr"]),
-            "noise_to_trend": _nanmean0(dec[n]["noise_to_trend"]),
-            "noise_path_to_trend_path": _nanmean0(dec[n]["noise_path_to_trend_path"]),
+            "noise_to_trend": _nanmean0(dec_own[n]["noise_to_trend"]),
+            "noise_lag1_autocorr": _nanmean0(dec_own[n]["noise_lag1_autocorr"]),
+            "noise_path_to_trend_path": _nanmean0(dec_own[n]["noise_path_to_trend_path"]),
             "quadratic_variation": qv_mean,
             "quadratic_variation_slope": qv_fit.slope,
             "quadratic_variation_slope_stderr": qv_fit.stderr,
+            "cross_depth": {
+                "about": "noise against the trend common to the largest depths and all seeds (SP eq. 7)",
+                "noise_to_trend_largest": r_x,
+                "noise_to_trend": _nanmean0(dec[n]["noise_to_trend"]),
+                "noise_lag1_autocorr": _nanmean0(dec[n]["noise_lag1_autocorr"]),
+                "quadratic_variation": _nanmean0(dec[n]["quadratic_variation"]),
+            },
             "trend_sup_norm": float(np.nanmax(frobenius(trend_weights(_nanmean0(I[n]), ENTRY_NDIM[n]),
                                                         ENTRY_NDIM[n]))),
             "figure_entry": list(fig_entry[n]),
@@ -935,16 +986,24 @@ def analyze_run(
         "n_eval": int(x.shape[0]),
         "trained_loss": _nanmean0(trained_loss),
         "denoised_loss": _nanmean0(denoised_loss),
+        "denoised_own_loss": _nanmean0(denoised_own_loss),
+        "about": "denoised: weights L^-beta Abar_{k/L} with Abar common to the largest depths and all seeds "
+                 "(SP Fig. 6); denoised_own: each network's own coarse-grained trend",
         "trained_loss_per_seed": trained_loss,
         "denoised_loss_per_seed": denoised_loss,
+        "denoised_own_loss_per_seed": denoised_own_loss,
         "recorded_train_loss": _nanmean0(np.where(valid, rec["train_loss"], np.nan)),
         "epsilon": cfg.get("epsilon"),
     }
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = _nanmean0(denoised_loss) / _nanmean0(trained_loss)
+        ratio_own = _nanmean0(denoised_own_loss) / _nanmean0(trained_loss)
     result["denoised"]["ratio"] = ratio
-    big = [depths.index(L) for L in td]
-    result["denoised_over_trained_largest"] = float(np.nanmedian(ratio[big])) if np.isfinite(ratio[big]).any() else None
+    result["denoised"]["ratio_own"] = ratio_own
+    result["denoised_over_trained_largest"] = (float(np.nanmedian(ratio[cols])) if np.isfinite(ratio[cols]).any()
+                                               else None)
+    result["denoised_own_over_trained_largest"] = (float(np.nanmedian(ratio_own[cols]))
+                                                   if np.isfinite(ratio_own[cols]).any() else None)
     result["paper"] = PAPER_VALUES.get(str(cfg.get("preset")))
     result["thresholds"] = dict(THRESHOLDS)
     result["figures"] = []
@@ -1006,7 +1065,7 @@ def format_analysis(result: dict) -> str:
         lines.append(f"authors' code: {paper['authors_code']}")
     lines.append("")
     lines.append(f"{'tensor':<8}{'verdict':<24}{'β':>6}{'β(max)':>8}{'ν':>7}{'RSS slope':>10}{'κ':>7}"
-                 f"{'noise/trend':>12}{'ac1':>6}{'QV(Lmax)':>10}  reason")
+                 f"{'noise/trend':>12}{'ac1':>6}{'QV(Lmax)':>10}{'x-depth':>9}  reason")
     for n, t in (r.get("hypothesis_tests") or {}).items():
         st = t["steps"]
         f = lambda v, w, p=2: f"{v:>{w}.{p}f}" if v is not None else f"{'-':>{w}}"
@@ -1016,20 +1075,23 @@ def format_analysis(result: dict) -> str:
                      f"{f(st['5_quadratic_variation']['rss_slope'], 10)}{f(st['sparsity']['kappa'], 7)}"
                      f"{g(st['4_trend_noise']['noise_to_trend'], 12)}"
                      f"{f(st['4_trend_noise'].get('noise_lag1_autocorr'), 6)}"
-                     f"{g(st['5_quadratic_variation']['qv_largest_depth'], 10)}  {t['reason']}")
+                     f"{g(st['5_quadratic_variation']['qv_largest_depth'], 10)}"
+                     f"{g(st['4_trend_noise'].get('cross_depth_noise_to_trend'), 9)}  {t['reason']}")
     den = r.get("denoised") or {}
     if den.get("depths"):
         lines.append("")
-        lines.append(f"training loss, trained vs denoised weights (SP Fig. 6; {den.get('n_eval')} training points):")
-        lines.append(f"{'L':>7}{'trained':>12}{'denoised':>12}{'ratio':>9}")
+        lines.append(f"training loss, trained vs denoised weights (SP Fig. 6; {den.get('n_eval')} training points; "
+                     f"denoised: trend common to the largest depths; own trend: each network coarse-grained):")
+        lines.append(f"{'L':>7}{'trained':>12}{'denoised':>12}{'ratio':>9}{'own trend':>12}{'ratio':>9}")
         idx = list(range(len(den["depths"])))
         if len(idx) > 10:
             idx = sorted(set(idx[:: max(1, len(idx) // 8)] + [len(idx) - 1]))
         for i in idx:
             tl, dl, ra = den["trained_loss"][i], den["denoised_loss"][i], den["ratio"][i]
+            do, ro = den.get("denoised_own_loss", [None] * (i + 1))[i], den.get("ratio_own", [None] * (i + 1))[i]
             fmt = lambda v: f"{v:>12.3g}" if v is not None else f"{'-':>12}"
-            rs = f"{ra:>9.2f}" if ra is not None else f"{'-':>9}"
-            lines.append(f"{den['depths'][i]:>7}{fmt(tl)}{fmt(dl)}{rs}")
+            fr = lambda v: f"{v:>9.2f}" if v is not None else f"{'-':>9}"
+            lines.append(f"{den['depths'][i]:>7}{fmt(tl)}{fmt(dl)}{fr(ra)}{fmt(do)}{fr(ro)}")
     if r.get("figures"):
         lines.append("")
         lines.append(f"figures: {', '.join(Path(p).name for p in r['figures'])} (in {Path(r['run_dir']) / 'figures'})")

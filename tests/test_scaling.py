@@ -175,17 +175,23 @@ def test_brownian_increments_give_hypothesis_2_with_bounded_rss():
 
 
 def test_smooth_depth_drift_is_not_counted_as_diffusive_noise():
-    """Smooth weights whose profile changes with L (finite-depth drift): a large but smooth
-    residual; the increments still vanish, so Hypothesis 1."""
+    """Smooth weights whose profile changes with L (finite-depth drift): large against the trend
+    common to all depths, but smooth, so each network's own trend absorbs it; the increments
+    still vanish: Hypothesis 1."""
     fam = {}
     for L in DEPTHS:
         s = np.arange(L) / L
         drift = 1.5 * np.sin(np.pi * s + np.log(L))[:, None, None] * np.ones((D, D))
         fam[L] = np.broadcast_to(L ** -BETA * (abar(s) + drift), (S, L, D, D)).copy()
     r = analyze_tensor_family(fam, 2)
-    assert r["noise_to_trend"] > 0.3 and r["noise_autocorr"] > 0.9
+    assert r["cross_depth_noise_to_trend"] > 0.3
+    x = r["splits"][DEPTHS[-1]]
+    lag1 = x["noise_lag1_autocorr"]
+    assert np.all(lag1 > 0.9)  # against the common trend the residual is smooth in k
+    assert r["noise_to_trend"] < 0.05  # each network's own trend takes the drift
     assert r["verdict"] == "Hypothesis 1"
-    assert r["test"]["steps"]["4_trend_noise"]["smooth_residual"]
+    st = r["test"]["steps"]["4_trend_noise"]
+    assert st["cross_depth_noise_to_trend"] == pytest.approx(r["cross_depth_noise_to_trend"])
 
 
 def test_few_large_weights_among_zeros_give_neither():
@@ -258,6 +264,23 @@ def test_pooled_trend_averages_valid_networks_over_depths_and_seeds():
     assert I.shape == (2, 5, 4)
     np.testing.assert_allclose(I[0], ref)
     np.testing.assert_allclose(I[1], ref)
+
+
+def test_own_trend_keeps_slow_variation_and_drops_fast_noise():
+    from resnet_limits.scaling import own_grid, own_trend
+
+    assert own_grid(10321) == 200 and own_grid(800) == 100 and own_grid(10) == 1
+    rng = np.random.default_rng(9)
+    L = 2048
+    s = np.arange(L) / L
+    slow = (1.0 + 0.5 * np.sin(2 * np.pi * s))[None, :, None]
+    fast = rng.normal(0.0, 1.0, (2, L, 1))
+    T = L ** -0.5 * slow + L ** -0.5 * fast
+    sp = split_trend_noise(T, own_trend(T, 0.5, 1), 0.5, 1)
+    corr = np.corrcoef(sp["noise"].ravel(), (L ** -0.5 * fast).ravel())[0, 1]
+    assert corr > 0.9
+    trend_err = np.sqrt(np.mean((sp["denoised"] - L ** -0.5 * slow) ** 2)) / (L ** -0.5)
+    assert trend_err < 0.45  # a cell of 10 layers averages the unit noise down to ~1/sqrt(10)
 
 
 def test_hypothesis_test_reports_the_deciding_numbers():
