@@ -439,28 +439,32 @@ def reproduce_convergence(out, *, quick: bool = False, n_paths: Optional[int] = 
 
 # ------------------------------------------------------------------ trained networks ----
 
-# Smooth surrogate of ReLU for the SDE limit: s(z) = softplus(z) - log 2, s(0)=0, s'(0)=1/2,
-# s''(0)=1/4. A ReLU step delta relu(z) = sign(delta) relu(|delta| z) (SP Remark 2.2) is replaced by
-# sign(delta) s(|delta| z) = s'(0) delta z + 1/2 s''(0) sign(delta) delta^2 z^2 + ..., whose limit is
+# Smooth surrogates of ReLU for the SDE limit: s_eps(z) = eps (softplus(z/eps) - log 2), s(0)=0,
+# s'(0)=1/2, s''(0)=1/(4 eps); s_eps -> relu as eps -> 0. A ReLU step delta relu(z) =
+# sign(delta) relu(|delta| z) (SP Remark 2.2) is replaced by sign(delta) s(|delta| z) =
+# s'(0) delta z + 1/2 s''(0) sign(delta) delta^2 z^2 + ..., whose limit is
 # dH = s'(0) (dX^A H + dX^b) + 1/2 s''(0) Q(t, H) dt with X the delta-absorbed weight paths and Q
-# from the sign-weighted squared increments.
-SURROGATE = dict(name="softplus(z) - log 2", d1_at_0=0.5, d2_at_0=0.25)
+# from the sign-weighted squared increments. The main comparison uses eps = 1; eps = 0.1, 0.01
+# are reported as a scan (the ReLU case is the eps -> 0 limit, SP §4.5).
+SURROGATE = dict(name="softplus(z) - log 2", d1_at_0=0.5, d2_at_0=0.25, eps=1.0)
+SURROGATE_EPS = (1.0, 0.1, 0.01)
 
 
-def _surrogate(z):
-    return jax.nn.softplus(z) - math.log(2.0)
+def _surrogate(z, eps=1.0):
+    return eps * (jax.nn.softplus(z / eps) - math.log(2.0))
 
 
-def surrogate_forward(params: ResNetParams, x, delta_mode: str, *, return_hidden: bool = True):
+def surrogate_forward(params: ResNetParams, x, delta_mode: str, *, eps=1.0,
+                      return_hidden: bool = True):
     """The ReLU network with ReLU replaced by its smooth surrogate in homogeneous form:
-    h_{k+1} = h_k + sign(delta_k) s(|delta_k| (A_k h_k + b_k)), s(z) = softplus(z) - log 2."""
+    h_{k+1} = h_k + sign(delta_k) s(|delta_k| (A_k h_k + b_k)), s(z) = eps (softplus(z/eps) - log 2)."""
     from resnet_limits.models import effective_delta
 
     dl = effective_delta(params, delta_mode)
 
     def step(h, p):
         A, b, de = p
-        hn = h + jnp.sign(de) * _surrogate(jnp.abs(de) * (h @ A.T + b))
+        hn = h + jnp.sign(de) * _surrogate(jnp.abs(de) * (h @ A.T + b), eps)
         return hn, hn
 
     hL, hs = jax.lax.scan(step, x, (params.A, params.b, dl))
@@ -533,17 +537,21 @@ def _trained_limits(params: ResNetParams, xs, activation: str, delta_mode: str):
     extra = {}
     if activation == "relu":
         wp = weight_paths(params, delta_mode, homogeneous=True)
-        c, d2 = SURROGATE["d1_at_0"], SURROGATE["d2_at_0"]
+        c = SURROGATE["d1_at_0"]
         # Q from the sign-weighted squares of the whole absorbed increments (trend included: the
         # network's own second-order term), local average of half-width ceil(sqrt(L))
         qv = estimate_qv(wp.X_A.increments, wp.X_b.increments, weights=wp.qv_weights)
         # noise + trend in one control (X = int Abar + W): dH = c dX^A H + c dX^b + 1/2 s''(0) Q dt
-        H = jax.vmap(lambda x: solve_sde(x, wp.X_A.scale(c), wp.X_b.scale(c), ts,
-                                         d2_at_0=d2, Q=qv))(xs)
-        extra["surrogate_network"] = jax.vmap(
-            lambda x: surrogate_forward(params, x, delta_mode))(xs)
-        extra["limit_without_correction"] = jax.vmap(
-            lambda x: solve_sde(x, wp.X_A.scale(c), wp.X_b.scale(c), ts))(xs)
+        # one vmapped solve over s''(0) = 0 (no correction), 1/(4 eps) for eps in SURROGATE_EPS
+        d2s = jnp.asarray([0.0] + [0.25 / e for e in SURROGATE_EPS])
+        Hs = jax.vmap(lambda d2: jax.vmap(lambda x: solve_sde(
+            x, wp.X_A.scale(c), wp.X_b.scale(c), ts, d2_at_0=d2, Q=qv))(xs))(d2s)
+        H = Hs[1]
+        extra["limit_without_correction"] = Hs[0]
+        extra["limits_eps"] = Hs[1:]
+        extra["surrogate_networks_eps"] = jnp.stack([jax.vmap(
+            lambda x: surrogate_forward(params, x, delta_mode, eps=e))(xs) for e in SURROGATE_EPS])
+        extra["surrogate_network"] = extra["surrogate_networks_eps"][0]
     else:
         wp = weight_paths(params, delta_mode)  # window=1: trend = L delta A_k interpolated
         H = jax.vmap(lambda x: solve_linear_ode(x, wp.Abar, wp.bbar, ts))(xs)
@@ -600,6 +608,12 @@ def compare_trained(run_dir, depth: int, *, seed: int = 0, n_inputs: int = 8, ou
         res["relu_vs_surrogate_network_sup_error"] = np.sqrt(((h - hs) ** 2).sum(-1)).max(-1).tolist()
         res["surrogate_network_vs_limit_without_correction"] = (
             np.sqrt(((hs - H0) ** 2).sum(-1)).max(-1).tolist())
+        sup = lambda a, b: float(np.sqrt(((a - b) ** 2).sum(-1)).max(-1).mean())  # noqa: E731
+        res["surrogate_eps_scan"] = [
+            dict(eps=e, relu_network_vs_limit=sup(h, He), surrogate_network_vs_limit=sup(hse, He),
+                 relu_vs_surrogate_network=sup(h, hse))
+            for e, He, hse in zip(SURROGATE_EPS, extra["limits_eps"],
+                                  extra["surrogate_networks_eps"])]
     out_dir = Path(out) if out is not None else run_dir / "limits"
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"L{depth:05d}"
