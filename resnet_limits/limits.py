@@ -62,12 +62,13 @@ Limit solvers (all for ONE input ``x`` of shape (d,), returning the solution at 
 
 - :func:`solve_linear_ode` ``(x, Abar, bbar, ts, ...)``: dH = (Abar_t H + bbar_t) dt (SP eq. 14, 16).
 - :func:`solve_neural_ode` ``(x, Abar, bbar, ts, *, activation="tanh", ...)``:
-  dH = sigma(Abar_t H + bbar_t) dt (SP eq. 2).
+  dH = sigma(Abar_t H + bbar_t) dt (SP eq. 2); ``activation`` a name or a callable.
   Both: Tsit5, adaptive PID steps (rtol 1e-10, atol 1e-12 by default) clipped to step exactly on
   the knots of piecewise-linear coefficients (where the vector field is only Lipschitz in t).
 - :func:`solve_sde` ``(x, W_A, W_b, ts, *, d2_at_0=0., Q=None, Abar=None, bbar=None)``:
   Ito SDE dH = dW^A H + dW^b + 1/2 sigma''(0) Q(t, H) dt + (Abar_t H + bbar_t) dt (SP eq. 15;
-  pass Abar/bbar only when beta = 1). ``MultiTerm(ODETerm(drift), AffineControlTerm(W_A, W_b))``,
+  pass Abar/bbar only when beta = 1; ``d2_at_0`` may be a traced scalar, e.g. vmapped over
+  with/without the correction). ``MultiTerm(ODETerm(drift), AffineControlTerm(W_A, W_b))``,
   solver ``Euler`` with ``StepTo`` the grid of ``W_A`` (t_k = k/n): on a piecewise-linear control,
   Euler steps on the path's own knots evaluate the diffusion at the left point = Euler-Maruyama,
   i.e. the Ito solution. (A midpoint/Heun rule, or steps finer than the knots, would converge to
