@@ -37,10 +37,6 @@ def test_jacobians_match_jacrev(activation, delta_mode):
         L, d = 7, 3
         p = _net(jax.random.PRNGKey(0), L, d, delta_mode)
         x = jax.random.normal(jax.random.PRNGKey(1), (d,), jnp.float64)
-        J = bp.jacobians(p, x, activation=activation, delta_mode=delta_mode)
-        Phi = bp.input_jacobians(p, x, activation=activation, delta_mode=delta_mode)
-        hs = forward(p, x, activation=activation, delta_mode=delta_mode, return_hidden=True)
-        assert J.shape == (L + 1, d, d) and Phi.shape == (L + 1, d, d)
         deltas = effective_delta(p, delta_mode)
         ks = jnp.arange(L + 1)
 
@@ -49,17 +45,24 @@ def test_jacobians_match_jacrev(activation, delta_mode):
             q = ResNetParams(p.A, p.b, jnp.where(keep, deltas, 0.0))
             return forward(q, h, activation=activation, delta_mode="per-layer")
 
-        ref_J = jax.vmap(jax.jacrev(lambda h, k: masked(h, k, True)))(hs, ks)
-        ref_Phi = jax.vmap(jax.jacrev(lambda z, k: masked(z, k, False)), in_axes=(None, 0))(x, ks)
+        @jax.jit
+        def compute(x):
+            J = bp.jacobians(p, x, activation=activation, delta_mode=delta_mode)
+            Phi = bp.input_jacobians(p, x, activation=activation, delta_mode=delta_mode)
+            hs = forward(p, x, activation=activation, delta_mode=delta_mode, return_hidden=True)
+            ref_J = jax.vmap(jax.jacrev(lambda h, k: masked(h, k, True)))(hs, ks)
+            ref_Phi = jax.vmap(jax.jacrev(lambda z, k: masked(z, k, False)), in_axes=(None, 0))(x, ks)
+            direct = jax.jacrev(lambda z: forward(p, z, activation=activation, delta_mode=delta_mode))(x)
+            return J, Phi, ref_J, ref_Phi, direct
+
+        J, Phi, ref_J, ref_Phi, direct = compute(x)
+        assert J.shape == (L + 1, d, d) and Phi.shape == (L + 1, d, d)
         np.testing.assert_allclose(J, ref_J, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(Phi, ref_Phi, rtol=1e-12, atol=1e-12)
         # J_k = Phi_L Phi_k^{-1} (AA eq. 5.16)
         np.testing.assert_allclose(J @ Phi, jnp.broadcast_to(Phi[L], J.shape), rtol=1e-10, atol=1e-12)
         # and J_0 = dh_L/dx directly
-        np.testing.assert_allclose(
-            J[0], jax.jacrev(lambda z: forward(p, z, activation=activation, delta_mode=delta_mode))(x),
-            rtol=1e-12, atol=1e-12,
-        )
+        np.testing.assert_allclose(J[0], direct, rtol=1e-12, atol=1e-12)
 
 
 def test_jacobians_batched():
@@ -67,9 +70,8 @@ def test_jacobians_batched():
         L, d, B = 5, 4, 3
         p = _net(jax.random.PRNGKey(2), L, d, "shared")
         x = jax.random.normal(jax.random.PRNGKey(3), (B, d), jnp.float64)
-        J = bp.jacobians(p, x)
+        J, per_input = jax.jit(lambda x: (bp.jacobians(p, x), jax.vmap(lambda xi: bp.jacobians(p, xi), out_axes=1)(x)))(x)
         assert J.shape == (L + 1, B, d, d)
-        per_input = jax.vmap(lambda xi: bp.jacobians(p, xi), out_axes=1)(x)
         np.testing.assert_allclose(J, per_input, rtol=1e-13, atol=1e-14)
 
 
@@ -80,8 +82,10 @@ def test_weight_gradients_match_grad(activation, delta_mode):
         p = _net(jax.random.PRNGKey(4), L, d, delta_mode)
         x = jax.random.normal(jax.random.PRNGKey(5), (B, d), jnp.float64)
         y = jax.random.normal(jax.random.PRNGKey(6), (B, d), jnp.float64)
-        g = bp.weight_gradients(p, x, y, activation=activation, delta_mode=delta_mode)
-        ref = jax.grad(lambda q: mse(forward(q, x, activation=activation, delta_mode=delta_mode), y))(p)
+        g, ref = jax.jit(lambda p: (
+            bp.weight_gradients(p, x, y, activation=activation, delta_mode=delta_mode),
+            jax.grad(lambda q: mse(forward(q, x, activation=activation, delta_mode=delta_mode), y))(p),
+        ))(p)
         np.testing.assert_allclose(g.A, ref.A, rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(g.b, ref.b, rtol=1e-10, atol=1e-13)
         if delta_mode == "none":
@@ -199,8 +203,9 @@ def test_phi_times_inverse_is_identity():
         np.testing.assert_allclose(jnp.mean(heun[:, -1], axis=0), np.eye(d) / d**2, atol=0.03)
 
 
-def _regime2_errors(activation, n_paths=24, n=2**10, depths=(4, 16, 64, 256)):
-    from resnet_limits.limits import brownian_network, uniform_grid
+def _regime2_errors(activation, n_paths=32, n=2**9, depths=(4, 16, 64)):
+    from resnet_limits.limits import BrownianQ, brownian_network, solve_sde, uniform_grid
+    from resnet_limits.models import get_activation
 
     d = 3
     Lmax = depths[-1]
@@ -220,9 +225,12 @@ def _regime2_errors(activation, n_paths=24, n=2**10, depths=(4, 16, 64, 256)):
                                  stratonovich_drift=False, solver="euler")
         naive = bp.li_adjoint(WA, sol.H_fine, uniform_grid(Lmax), activation=activation, stratonovich_drift=False)
         e = lambda A: jnp.max(jnp.sum((A - Jl) ** 2, axis=(-2, -1)))  # noqa: E731
-        return jnp.stack(out), e(li), e(li_euler), e(naive)
+        # the H of the joint solve is the forward SDE of resnet_limits.limits (SP eq. 15)
+        H_ref = solve_sde(x, WA, Wb, uniform_grid(Lmax), d2_at_0=get_activation(activation).d2_at_0, Q=BrownianQ())
+        return jnp.stack(out), e(li), e(li_euler), e(naive), jnp.max(jnp.abs(H_ref - sol.H))
 
-    errs, li, li_euler, naive = jax.jit(jax.vmap(one))(jax.random.split(jax.random.PRNGKey(6), n_paths))
+    errs, li, li_euler, naive, dH = jax.jit(jax.vmap(one))(jax.random.split(jax.random.PRNGKey(6), n_paths))
+    assert float(dH.max()) < 1e-12
     return np.asarray(errs.mean(0)), float(li.mean()), float(li_euler.mean()), float(naive.mean())
 
 
@@ -235,7 +243,7 @@ def test_regime2_error_decreases_with_depth_and_li_adjoint(activation):
     with jax.enable_x64(True):
         errs, li, li_euler, naive = _regime2_errors(activation)
         assert np.all(np.diff(errs) < 0), errs
-        slope = np.polyfit(np.log([4, 16, 64, 256]), np.log(errs), 1)[0]
+        slope = np.polyfit(np.log([4, 16, 64]), np.log(errs), 1)[0]
         assert -1.4 < slope < -0.7, (errs, slope)
         assert li < 1e-3 and li < errs[-1], (li, errs)
         assert li_euler < (1e-20 if activation == "tanh" else 1e-6), li_euler
@@ -266,3 +274,37 @@ def test_bad_n_paths_is_usage_error(tmp_path):
 
     with pytest.raises(UsageError):
         bp.reproduce_backprop(tmp_path, quick=True, n_paths=1, progress=False)
+
+
+def test_phi_sde_trend_term_and_qv_object():
+    """beta = 1 drift with no noise: Phi_t = expm(Abar t), Psi_t = Phi_t^{-1}, and the Li adjoint
+    gives expm(Abar (1 - t)); C from a limits.QuadraticVariation (Remark 2.1) is I/d^2."""
+    from resnet_limits.limits import PiecewiseLinearPath, QuadraticVariation, brownian_qv, uniform_grid
+
+    with jax.enable_x64(True):
+        d, n = 3, 2**10
+        Abar = 0.7 * jax.random.normal(jax.random.PRNGKey(7), (d, d), jnp.float64)
+        _, C = bp._qv_parts(brownian_qv(4, d), d)
+        np.testing.assert_allclose(C(0.3), np.eye(d) / d**2, atol=1e-15)
+        zero_qv = QuadraticVariation(jnp.zeros((n, d, d + 1, d + 1)))
+        WA = PiecewiseLinearPath(jnp.zeros((n + 1, d, d)))
+        Wb = PiecewiseLinearPath(jnp.zeros((n + 1, d)))
+        ts = uniform_grid(8)
+
+        @jax.jit
+        def run(x):
+            sol = bp.solve_phi_sde(x, WA, Wb, ts, activation="csoftplus", qv=zero_qv, Abar=lambda t: Abar,
+                                   with_inverse=True, save_fine_H=True)
+            J_li = bp.li_adjoint(WA, sol.H_fine, ts, activation="csoftplus", qv=zero_qv, Abar=lambda t: Abar)
+            return sol, J_li
+
+        sol, J_li = run(jnp.ones(d))
+        A = np.asarray(Abar)
+        for k, t in enumerate(np.asarray(ts)):
+            m = int(round(t * n))
+            # Euler on the fine grid, exactly: Phi = (I + A/n)^m, Psi = (I - A/n)^m
+            np.testing.assert_allclose(sol.Phi[k], np.linalg.matrix_power(np.eye(d) + A / n, m), atol=1e-12)
+            np.testing.assert_allclose(sol.Psi[k], np.linalg.matrix_power(np.eye(d) - A / n, m), atol=1e-12)
+            np.testing.assert_allclose(sol.Phi[k], scipy.linalg.expm(A * t), atol=1e-2)
+            np.testing.assert_allclose(J_li[k], scipy.linalg.expm(A * (1 - t)), atol=5e-6)  # Heun: O(1/n^2)
+            np.testing.assert_allclose(sol.jacobian_limit()[k], scipy.linalg.expm(A * (1 - t)), atol=1e-2)
