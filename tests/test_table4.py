@@ -55,7 +55,9 @@ def test_reproduce_table4_plumbing(tmp_path, monkeypatch):
         assert c["alpha"] == pytest.approx(0.6 + c["lr"] * 10, abs=0.01)
         assert c["beta"] == pytest.approx(0.3 + c["batch_size"] / 1000, abs=0.05)
         assert max(c["depths"]) <= 40
-        assert c["max_updates"] == 5 * math.ceil(1024 / c["batch_size"])  # SP Table 3
+        # at least 5 epochs (SP Table 3) and at least T_max = 160 updates (SP Table 2)
+        assert c["max_updates"] == {8: 640, 32: 160, 128: 160}[c["batch_size"]]
+        assert c["epochs"] == {8: 5, 32: 5, 128: 20}[c["batch_size"]]
         cfg = json.loads((table4.cell_dir(tmp_path / "t4", c["lr"], c["batch_size"]) / "config.json").read_text())
         assert cfg["lr"] == c["lr"] and cfg["batch_size"] == c["batch_size"] and cfg["seeds"] == 2
     saved = json.loads((tmp_path / "t4" / "table4.json").read_text())
