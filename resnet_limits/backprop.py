@@ -24,6 +24,15 @@ Limit side (diffrax):
 
 Study: :func:`reproduce_backprop` measures sup_k ||J_k - P_{k/L}|| (Regime 1) and
 E sup_k ||J_k - Phi_1 Phi_{k/L}^{-1}||^2 (Regime 2) against L and fits log-log slopes.
+
+Finding on the Li et al. adjoint (AA §5.3.1; AA's formulas are lost, eq. 5.13 is taken from Li et
+al. 2020): solved on the same path as a Stratonovich SDE -- with the Stratonovich drift of SP eq. 15,
+i.e. its Ito drift minus 1/2 C H -- and H taken from the forward solution, it reproduces
+Phi_1 Phi_t^{-1} pathwise up to the fine-grid error (E sup ||.||^2 ~ 1/n_fine), so the backprop
+Jacobians converge to it at the same rate. The difference stressed by AA is one of representation
+(J_t is not adapted; the adjoint needs H_t, which depends on the whole path) rather than of value.
+Applying the adjoint to the Ito drift without the conversion leaves an O(1) gap (about
+||J (1-t) C/2||^2, C = I/d^2 for Remark 2.1 weights) that does not shrink with L.
 """
 
 from __future__ import annotations
@@ -37,7 +46,6 @@ from typing import Callable, NamedTuple, Optional, Sequence
 import diffrax
 import jax
 import jax.numpy as jnp
-import lineax as lx
 import numpy as np
 
 from resnet_limits.errors import UsageError
