@@ -23,43 +23,32 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive_int(name: str):
-    def parse(s: str) -> int:
+def _number(name: str, cast, ok, requirement: str):
+    """An argparse type: ``cast`` the text, then require ``ok(value)`` (one-line error)."""
+
+    def parse(s: str):
         try:
-            v = int(s)
+            v = cast(s)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {s!r}") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {v}")
+            kind = "an integer" if cast is int else "a number"
+            raise argparse.ArgumentTypeError(f"{name} must be {kind}, got {s!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{name} must be {requirement}, got {s}")
         return v
 
     return parse
+
+
+def _positive_int(name: str):
+    return _number(name, int, lambda v: v >= 1, ">= 1")
 
 
 def _positive_float(name: str):
-    def parse(s: str) -> float:
-        try:
-            v = float(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {s!r}") from None
-        if not v > 0 or v == float("inf"):
-            raise argparse.ArgumentTypeError(f"{name} must be positive, got {s}")
-        return v
-
-    return parse
+    return _number(name, float, lambda v: 0 < v < float("inf"), "positive")
 
 
 def _nonneg_float(name: str):
-    def parse(s: str) -> float:
-        try:
-            v = float(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {s!r}") from None
-        if not v >= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {s}")
-        return v
-
-    return parse
+    return _number(name, float, lambda v: v >= 0, ">= 0")
 
 
 def build_parser() -> argparse.ArgumentParser:
