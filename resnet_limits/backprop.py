@@ -125,17 +125,25 @@ def jacobians(
     return _jacobians_from_factors(M)
 
 
+def _running_products(M: Array, *, reverse: bool) -> Array:
+    """Products of the layer factors from I, keeping every partial product; (L+1, *batch, d, d).
+
+    ``reverse``: J_L = I, J_k = J_{k+1} M_k (AA eq. 5.3). Else Phi_0 = I, Phi_{k+1} = M_k Phi_k
+    (AA eq. 5.17).
+    """
+    eye = jnp.broadcast_to(jnp.eye(M.shape[-1], dtype=M.dtype), M.shape[1:])
+
+    def step(P, M_k):
+        P = P @ M_k if reverse else M_k @ P
+        return P, P
+
+    _, Ps = jax.lax.scan(step, eye, M, reverse=reverse)
+    return jnp.concatenate([Ps, eye[None]] if reverse else [eye[None], Ps], axis=0)
+
+
 def _jacobians_from_factors(M: Array) -> Array:
     """Reverse scan J_k = J_{k+1} M_k from J_L = I (AA eq. 5.3); (L+1, *batch, d, d)."""
-    d = M.shape[-1]
-    J_L = jnp.broadcast_to(jnp.eye(d, dtype=M.dtype), M.shape[1:])
-
-    def step(J_next, M_k):
-        J_k = J_next @ M_k
-        return J_k, J_k
-
-    _, Js = jax.lax.scan(step, J_L, M, reverse=True)
-    return jnp.concatenate([Js, J_L[None]], axis=0)
+    return _running_products(M, reverse=True)
 
 
 def input_jacobians(
@@ -152,15 +160,7 @@ def input_jacobians(
 
 def _input_jacobians_from_factors(M: Array) -> Array:
     """Forward scan Phi_{k+1} = M_k Phi_k from Phi_0 = I (AA eq. 5.17); (L+1, *batch, d, d)."""
-    d = M.shape[-1]
-    Phi0 = jnp.broadcast_to(jnp.eye(d, dtype=M.dtype), M.shape[1:])
-
-    def step(Phi, M_k):
-        Phi_next = M_k @ Phi
-        return Phi_next, Phi_next
-
-    _, Phis = jax.lax.scan(step, Phi0, M)
-    return jnp.concatenate([Phi0[None], Phis], axis=0)
+    return _running_products(M, reverse=False)
 
 
 def weight_gradients(

@@ -128,14 +128,8 @@ def uniform_grid(n: int, dtype=None) -> jax.Array:
 # --------------------------------------------------------------------------------------
 
 
-class PiecewiseLinearPath(diffrax.AbstractPath):
-    """Piecewise-linear path on [0, 1] through ``values[k]`` at ``t_k = k/n`` (k = 0..n).
-
-    ``values``: (n + 1, *shape). As a diffrax control, ``evaluate(t0, t1)`` is the increment
-    ``X_{t1} - X_{t0}``; with steps on the knots this is exactly ``values[k+1] - values[k]``.
-    """
-
-    values: jax.Array
+class _UnitIntervalPath(diffrax.AbstractPath):
+    """A path defined on the depth interval [0, 1]."""
 
     @property
     def t0(self):
@@ -144,6 +138,16 @@ class PiecewiseLinearPath(diffrax.AbstractPath):
     @property
     def t1(self):
         return 1.0
+
+
+class PiecewiseLinearPath(_UnitIntervalPath):
+    """Piecewise-linear path on [0, 1] through ``values[k]`` at ``t_k = k/n`` (k = 0..n).
+
+    ``values``: (n + 1, *shape). As a diffrax control, ``evaluate(t0, t1)`` is the increment
+    ``X_{t1} - X_{t0}``; with steps on the knots this is exactly ``values[k+1] - values[k]``.
+    """
+
+    values: jax.Array
 
     @property
     def n(self) -> int:
@@ -207,18 +211,10 @@ class PiecewiseLinearPath(diffrax.AbstractPath):
         return PiecewiseLinearPath(c * self.values)
 
 
-class ConstantPath(diffrax.AbstractPath):
+class ConstantPath(_UnitIntervalPath):
     """A constant value on [0, 1] (increments are zero): e.g. a constant trend Abar."""
 
     value: jax.Array
-
-    @property
-    def t0(self):
-        return 0.0
-
-    @property
-    def t1(self):
-        return 1.0
 
     def evaluate(self, t0, t1=None, left: bool = True):
         del left
@@ -230,18 +226,10 @@ class ConstantPath(diffrax.AbstractPath):
         return jnp.zeros_like(self.value)
 
 
-class FunctionPath(diffrax.AbstractPath):
+class FunctionPath(_UnitIntervalPath):
     """``t -> fn(t)`` on [0, 1] for a closed-form (smooth) trend; ``fn`` is static."""
 
     fn: Callable = eqx.field(static=True)
-
-    @property
-    def t0(self):
-        return 0.0
-
-    @property
-    def t1(self):
-        return 1.0
 
     def evaluate(self, t0, t1=None, left: bool = True):
         del left
