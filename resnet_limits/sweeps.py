@@ -20,7 +20,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import jax
 import numpy as np
@@ -232,20 +232,21 @@ def _save_depth(out: Path, depth: int, result, seconds: float) -> None:
     _write_json(stem.with_suffix(".json"), metrics)
 
 
-def run_sweep(cfg: dict[str, Any], out_dir, *, progress: bool = True, depths: Optional[Iterable[int]] = None) -> list[int]:
+def run_sweep(cfg: dict[str, Any], out_dir, *, progress: bool = True) -> list[int]:
     """Train every unfinished depth of ``cfg['depths']`` into ``out_dir`` (resumable).
 
     Returns the finished depths of the folder. Nothing finished is recomputed or rewritten.
+    The folder's ``config.json`` records the union of all depth grids asked of it.
     """
     out = Path(out_dir)
     _check_folder(out, cfg)
     out.mkdir(parents=True, exist_ok=True)
     done = set(finished_depths(out))
+    todo = [L for L in cfg["depths"] if L not in done]
     if (out / "config.json").exists():
         old = load_config(out)
         cfg = dict(cfg, depths=sorted(set(old["depths"]) | set(cfg["depths"])))
     _write_json(out / "config.json", cfg)
-    todo = [L for L in (depths if depths is not None else cfg["depths"]) if L not in done]
     if not todo:
         return sorted(done)
     data = dataset_for(cfg)
