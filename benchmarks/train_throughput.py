@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from resnet_limits.cli import tune_xla_cpu
 from resnet_limits.data import synthetic
 from resnet_limits.models import get_activation, init_params, layer
 from resnet_limits.training import TrainConfig, _epoch, _init_state, make_optimizer, seed_keys
@@ -102,11 +103,16 @@ def main(argv=None):
     p.add_argument("--loop-updates", type=int, default=2, help="updates timed for the Python-loop baseline")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--json", help="also write the rows to this JSON file")
+    p.add_argument("--eigen-threads", action="store_true",
+                   help="keep XLA:CPU's Eigen thread pool (the CLI turns it off; see cli.tune_xla_cpu)")
     args = p.parse_args(argv)
+    if not args.eigen_threads:
+        tune_xla_cpu()  # as the CLI does; before the backend starts
 
     data = synthetic(jax.random.PRNGKey(0))
     cfg = TrainConfig()
-    print(f"# {platform.machine()} {os.cpu_count()} cores, jax {jax.__version__}, backend {jax.default_backend()}")
+    print(f"# {platform.machine()} {os.cpu_count()} cores, jax {jax.__version__}, backend {jax.default_backend()}, "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print(f"{'L':>6} {'S':>2} {'compile s':>9} {'us/(layer*upd*seed)':>20} {'loop us/(layer*upd)':>20} {'speed-up':>9}")
     rows = []
     for L in args.depths:
