@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from resnet_limits.cli import tune_xla_cpu
 from resnet_limits.errors import UsageError
 from resnet_limits.scaling import analyze_run, format_analysis
 
@@ -25,6 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="tanh-synthetic", help="preset of the --quick sweep")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
+    tune_xla_cpu()  # as the CLI does: these scripts train too
     try:
         if a.quick and not (Path(a.out) / "config.json").exists():
             from resnet_limits import sweeps

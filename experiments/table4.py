@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from resnet_limits.cli import tune_xla_cpu
 from resnet_limits.errors import UsageError
 from resnet_limits.table4 import format_table4, reproduce_table4
 
@@ -22,6 +23,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
+    tune_xla_cpu()  # as the CLI does: these scripts train too
     try:
         res = reproduce_table4(a.out, quick=a.quick, optimizer=a.optimizer, seeds=a.seeds, progress=not a.no_progress)
     except UsageError as e:
