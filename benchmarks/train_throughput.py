@@ -25,7 +25,7 @@ import optax
 from resnet_limits.cli import tune_xla_cpu
 from resnet_limits.data import synthetic
 from resnet_limits.models import get_activation, init_params, layer
-from resnet_limits.training import TrainConfig, _epoch, _init_state, make_optimizer, seed_keys
+from resnet_limits.training.fc import TrainConfig, _epoch, _init_state, make_optimizer, seed_keys
 
 
 def time_library(depth: int, n_seeds: int, data, cfg: TrainConfig, repeats: int = 2):

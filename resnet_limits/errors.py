@@ -3,3 +3,7 @@
 
 class UsageError(ValueError):
     """Bad input from a user (unknown name, out-of-range value, wrong folder)."""
+
+
+class DamagedRunError(UsageError):
+    """A file of a run folder is damaged or unreadable; the message names it and what to do."""

@@ -12,7 +12,7 @@ import pytest
 from resnet_limits.data import synthetic
 from resnet_limits.errors import UsageError
 from resnet_limits.models import forward, init_params, mse
-from resnet_limits.training import TrainConfig, _epoch, _init_state, make_optimizer, seed_keys, train_seeds
+from resnet_limits.training.fc import TrainConfig, _epoch, _init_state, make_optimizer, seed_keys, train_seeds
 
 DATA = synthetic(jax.random.PRNGKey(0), n_train=128, n_test=32)
 

@@ -1,0 +1,16 @@
+"""Trainers (layer 2): ``fc`` trains the fully-connected ResNet of SP eq. 1 (SPEC §6).
+
+The public names of :mod:`resnet_limits.training.fc` are re-exported here, so
+``from resnet_limits.training import TrainConfig, train_seeds`` keeps working.
+"""
+
+from resnet_limits.training.fc import (
+    OPTIMIZERS,
+    TrainConfig,
+    TrainResult,
+    make_optimizer,
+    seed_keys,
+    train_seeds,
+)
+
+__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "make_optimizer", "seed_keys", "train_seeds"]
