@@ -1,16 +1,29 @@
 """Command line: ``resnet-limits sweep | analyze | limits | reproduce | presets``.
 
-Bad input prints one line ``resnet-limits: error: ...`` on stderr and exits with code 2.
+Exit codes and what goes to stderr (always one line per event, never a traceback):
+
+* 0: done (``analyze`` prints ``resnet-limits: warning: ...`` for each depth it left out);
+* 2: bad input: ``resnet-limits: error: ...`` (unknown name, value out of range, an ``--out``
+  that cannot be a folder, a folder that is not a run, a damaged run file);
+* 130 / 143: interrupted by Ctrl-C / SIGTERM (a sweep keeps its finished depths);
+* 1: an unexpected internal error: one line saying where the full traceback was written
+  (``RUN_DIR/error.log``, or a temporary file when there is no run folder yet).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import signal
 import sys
+import tempfile
+import threading
+import time
+import traceback
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from resnet_limits.errors import UsageError
 
@@ -58,16 +71,20 @@ def _positive_int(name: str):
 
 
 def _positive_float(name: str):
-    return _number(name, float, lambda v: 0 < v < float("inf"), "positive")
+    return _number(name, float, lambda v: 0 < v < math.inf, "positive")
 
 
 def _nonneg_float(name: str):
     return _number(name, float, lambda v: v >= 0, ">= 0")
 
 
+def _seed(name: str, limit: int):
+    return _number(name, int, lambda v: 0 <= v < limit, f"in 0..{limit - 1}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from resnet_limits.models import ACTIVATIONS
-    from resnet_limits.sweeps import PRESETS
+    from resnet_limits.sweeps import PRESETS, SEED_LIMIT
     from resnet_limits.training import OPTIMIZERS
 
     p = _Parser(prog=PROG, description="Deep-depth limits of residual networks (SP, ICML 2021).")
@@ -81,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=_positive_int("seeds"), help="number of seeds (default 5)")
     s.add_argument("--min-depth", type=_positive_int("depth"), help="smallest depth of the grid")
     s.add_argument("--max-depth", type=_positive_int("depth"), help="largest depth of the grid")
-    s.add_argument("--depth-base", type=float, help="grid base b: depths floor(b^n) (default 2^(1/3))")
+    s.add_argument("--depth-base", type=_number("depth base", float, lambda v: 1 < v < math.inf, "> 1"),
+                   help="grid base b: depths floor(b^n) (default 2^(1/3))")
     s.add_argument("--depths", type=int, nargs="+", help="explicit list of depths (overrides the grid)")
     s.add_argument("--optimizer", choices=OPTIMIZERS, help="adam (preset default) or sgd")
     s.add_argument("--lr", type=_positive_float("learning rate"), help="constant step size")
@@ -90,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-updates", type=_positive_int("max updates"), help="cap T_max on updates")
     s.add_argument("--epsilon", type=_nonneg_float("epsilon"), help="early-stop threshold on an epoch's mean loss")
     s.add_argument("--activation", help=f"override the preset's activation: {', '.join(sorted(ACTIVATIONS))}")
-    s.add_argument("--seed", type=int, help="base PRNG seed (default 0)")
+    s.add_argument("--seed", type=_seed("seed", SEED_LIMIT), help="base PRNG seed (default 0)")
     s.add_argument("--data-dir", help="MNIST presets: folder with idx .gz files instead of tensorflow-datasets")
+    s.add_argument("--no-wait", action="store_true",
+                   help="do not wait for depths that other processes sharing --out are training")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     a = sub.add_parser("analyze", help="scaling analysis of a sweep folder (SP §2.3, Table 1)")
@@ -101,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("limits", help="compare a trained network with its deep limit (diffrax)")
     m.add_argument("run_dir", type=Path)
     m.add_argument("--depth", required=True, type=_positive_int("depth"), help="a finished depth of the sweep")
-    m.add_argument("--seed", type=int, default=0, help="which trained seed (default 0)")
+    m.add_argument("--seed", type=_seed("seed", SEED_LIMIT), default=0, help="which trained seed (default 0)")
     m.add_argument("--inputs", type=_positive_int("inputs"), default=8, help="number of test inputs")
     m.add_argument("--out", type=Path, help="output folder (default RUN_DIR/limits)")
     m.add_argument("--no-progress", action="store_true")
@@ -119,8 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _say(line: str) -> None:
+    """One line on stderr: ``resnet-limits: <line>`` (newlines inside folded)."""
+    print(f"{PROG}: {' '.join(line.splitlines())}", file=sys.stderr, flush=True)
+
+
 def _sweep(args) -> int:
-    from resnet_limits.sweeps import make_config, run_sweep
+    from resnet_limits.sweeps import make_config, run_sweep_report
 
     cfg = make_config(
         args.preset, quick=args.quick, seeds=args.seeds, min_depth=args.min_depth,
@@ -129,24 +154,47 @@ def _sweep(args) -> int:
         max_updates=args.max_updates, epsilon=args.epsilon, activation=args.activation,
         seed=args.seed, data_dir=args.data_dir,
     )
-    done = run_sweep(cfg, args.out, progress=not args.no_progress)
-    print(f"{len(done)} depths finished in {args.out} ({cfg['seeds']} seeds each): {done[0]}..{done[-1]}")
+    rep = run_sweep_report(cfg, args.out, progress=not args.no_progress, wait=not args.no_wait, log=_say)
+    done, mine = rep.finished, rep.trained
+    span = f": {done[0]}..{done[-1]}" if done else ""
+    here = f"; this process trained {len(mine)}: {' '.join(map(str, mine))}" if mine else ""
+    print(f"{len(done)} depths finished in {args.out} ({cfg['seeds']} seeds each){span}{here}")
+    if rep.elsewhere:
+        print("still being trained by other processes: "
+              + ", ".join(f"L={L} ({who})" for L, who in rep.elsewhere.items())
+              + "; rerun the same command to wait for them")
     return 0
 
 
 def _analyze(args) -> int:
-    from resnet_limits.scaling import analyze_run, format_analysis
+    from resnet_limits.sweeps import load_config
+
+    load_config(args.run_dir)  # one line (exit 2) if missing, not a run, or damaged
+    from resnet_limits.analysis import analyze_run, format_analysis
 
     result = analyze_run(args.run_dir, progress=not args.no_progress)
+    for message in result.get("left_out", {}).values():
+        _say(f"warning: {message}")
     print(format_analysis(result))
     print(f"wrote {args.run_dir / 'analysis.json'} and figures in {args.run_dir / 'figures'}")
     return 0
 
 
 def _limits(args) -> int:
-    from resnet_limits.convergence import compare_trained
+    from resnet_limits.sweeps import check_depth, check_out_dir, load_config
 
-    result = compare_trained(
+    cfg = load_config(args.run_dir)
+    check_depth(args.run_dir, args.depth)
+    if args.seed >= int(cfg["seeds"]):
+        raise UsageError(f"seed must be in 0..{int(cfg['seeds']) - 1} (the run has {cfg['seeds']} seeds), "
+                         f"got {args.seed}")
+    if args.inputs > int(cfg["n_test"]):
+        raise UsageError(f"inputs must be <= {cfg['n_test']} (the run's test set), got {args.inputs}")
+    if args.out is not None:
+        check_out_dir(args.out)
+    from resnet_limits.studies import trained_limits
+
+    result = trained_limits.run(
         args.run_dir, args.depth, seed=args.seed, n_inputs=args.inputs, out=args.out,
         progress=not args.no_progress,
     )
@@ -155,22 +203,23 @@ def _limits(args) -> int:
 
 
 def _reproduce(args) -> int:
+    from resnet_limits.sweeps import check_out_dir
+
+    check_out_dir(args.out)
     progress = not args.no_progress
     if args.what == "table4":
-        from resnet_limits.table4 import format_table4, reproduce_table4
+        from resnet_limits.studies import table4
 
-        res = reproduce_table4(args.out, quick=args.quick, optimizer=args.optimizer, seeds=args.seeds, progress=progress)
-        print(format_table4(res))
+        res = table4.run(args.out, quick=args.quick, optimizer=args.optimizer, seeds=args.seeds, progress=progress)
+        print(table4.format_table4(res))
     elif args.what == "convergence":
-        from resnet_limits.convergence import reproduce_convergence
+        from resnet_limits.studies import convergence
 
-        res = reproduce_convergence(args.out, quick=args.quick, n_paths=args.paths, progress=progress)
-        _print_slopes(res)
+        _print_slopes(convergence.run(args.out, quick=args.quick, n_paths=args.paths, progress=progress))
     else:
-        from resnet_limits.backprop import reproduce_backprop
+        from resnet_limits.studies import backprop
 
-        res = reproduce_backprop(args.out, quick=args.quick, n_paths=args.paths, progress=progress)
-        _print_slopes(res)
+        _print_slopes(backprop.run(args.out, quick=args.quick, n_paths=args.paths, progress=progress))
     print(f"results in {args.out}")
     return 0
 
@@ -191,20 +240,100 @@ def _presets(args) -> int:
     return 0
 
 
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "sweep": _sweep, "analyze": _analyze, "limits": _limits, "reproduce": _reproduce, "presets": _presets,
+}
+
+
+# ------------------------------------------------------------- signals and errors ----
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not break the clean-up
+    raise Terminated()
+
+
+def _sigterm_like_ctrl_c() -> Callable[[], None]:
+    """Install the SIGTERM handler (main thread only); returns the function that restores the old one."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = signal.signal(signal.SIGTERM, _on_sigterm)
+    return lambda: signal.signal(signal.SIGTERM, old)
+
+
+def _interrupted(args, e: KeyboardInterrupt) -> int:
+    how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+    if args is not None and args.command == "sweep":
+        _say(f"{how}; finished depths are kept in {args.out}, rerun the same command to resume")
+    else:
+        _say(how)
+    return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
+
+
+def _exit_now(code: int) -> None:
+    """End the process at once. Interrupted while XLA compiles, the interpreter can crash in
+    its own shutdown (a segfault after the one line); claims and files are already settled."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _log_folder(args) -> Optional[Path]:
+    """The folder an internal error's traceback goes to: the run or study folder, if it exists."""
+    if args is None:
+        return None
+    folder = getattr(args, "run_dir", None) or getattr(args, "out", None)
+    if folder is None or not Path(folder).is_dir():
+        return None
+    if args.command in ("sweep", "analyze", "limits") and not (Path(folder) / "config.json").is_file():
+        return None  # not a run yet: writing there would make a folder the next sweep refuses
+    return Path(folder)
+
+
+def _write_traceback(args, argv: Optional[Sequence[str]]) -> str:
+    """Append the current exception's traceback to ``error.log``; returns where it went."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    text = f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {PROG} {' '.join(words)}\n{traceback.format_exc()}\n"
+    folder = _log_folder(args)
+    if folder is not None:
+        try:
+            with open(folder / "error.log", "a") as f:
+                f.write(text)
+            return str(folder / "error.log")
+        except OSError:
+            pass
+    fd, name = tempfile.mkstemp(prefix=f"{PROG}-error-", suffix=".log")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return name
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the ``resnet-limits`` console script."""
+    """Entry point of the ``resnet-limits`` console script (exit codes in the module docstring)."""
     tune_xla_cpu()
+    restore = _sigterm_like_ctrl_c()
+    args = None
     try:
         args = build_parser().parse_args(argv)
-        return {"sweep": _sweep, "analyze": _analyze, "limits": _limits, "reproduce": _reproduce, "presets": _presets}[
-            args.command
-        ](args)
-    except UsageError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return COMMANDS[args.command](args)
+    except UsageError as e:  # DamagedRunError included
+        _say(f"error: {e}")
         return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted (finished depths are saved; rerun to resume)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        code = _interrupted(args, e)
+        if argv is None:  # the process is ours (console script): leave without finalisation
+            _exit_now(code)
+        return code
+    except Exception as e:  # noqa: BLE001 (the one place that turns any failure into one line)
+        where = _write_traceback(args, argv)
+        first = (str(e).splitlines() or [""])[0][:300]
+        _say(f"internal error: {type(e).__name__}: {first} (full traceback in {where})")
+        return 1
+    finally:
+        restore()
 
 
 if __name__ == "__main__":

@@ -1,18 +1,21 @@
+import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from resnet_limits.errors import UsageError
+from resnet_limits.errors import DamagedRunError, UsageError
 from resnet_limits.sweeps import (
-    dataset_for, depth_grid, finished_depths, load_config, load_depth, make_config, run_sweep,
+    dataset_for, depth_grid, finished_depths, folder, load_config, load_depth, make_config, run_depths, run_sweep,
 )
+from resnet_limits.sweeps.claims import ClaimBook
 
 
 def test_depth_grid_matches_the_paper():
@@ -116,3 +119,189 @@ def test_killed_sweep_resumes_with_the_same_results(tmp_path):
         np.testing.assert_array_equal(pk.delta, pf.delta)
         assert mk["train_loss"] == mf["train_loss"]
     assert not list(killed.rglob("*.tmp"))
+
+
+# ------------------------------------------------ run folders of any sweep (folder, claims, driver)
+
+HOST = socket.gethostname()
+
+
+def _fake_train(log: list):
+    """A train_one without JAX: depth L gives w = arange(L), so files are tiny and instant."""
+
+    def train_one(L):
+        log.append(L)
+        return {"w": np.arange(L, dtype=np.float32)}, {"depth": L}
+
+    return train_one
+
+
+def _stamps(run):
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (run / "depths").glob("L*.*")}
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _claim_file(claims_dir, L, host, pid, age_s=0.0):
+    """A claim on depth L as another process would leave it in ``claims_dir`` (RUN/depths)."""
+    path = claims_dir / f"L{L:05d}.claim"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"host": host, "pid": pid, "time": time.time() - age_s}))
+    t = time.time() - age_s
+    os.utime(path, (t, t))
+    return path
+
+
+def test_depth_files_record_checksum_host_and_pid(tmp_path):
+    folder.save_depth(tmp_path, 7, {"w": np.ones(3)}, {"depth": 7, "seconds": 1.5})
+    arrays, metrics = folder.load_depth_arrays(tmp_path, 7)
+    np.testing.assert_array_equal(arrays["w"], np.ones(3))
+    npz, js = folder.depth_paths(tmp_path, 7)
+    assert metrics["sha256"] == hashlib.sha256(npz.read_bytes()).hexdigest()
+    assert metrics["host"] == HOST and metrics["pid"] == os.getpid() and metrics["seconds"] == 1.5
+    assert list(metrics)[:2] == ["depth", "seconds"]  # the existing keys first, unchanged
+    assert folder.depth_problem(tmp_path, 7) is None and folder.depth_problem(tmp_path, 8) is None
+    with pytest.raises(UsageError, match="depth 8 is not finished"):
+        folder.load_depth_arrays(tmp_path, 8)
+
+
+@pytest.mark.parametrize("damage,what", [
+    (lambda npz, js: npz.write_bytes(npz.read_bytes()[:-1] + b"!"), "does not match the sha256 recorded in L00007.json"),
+    (lambda npz, js: npz.unlink(), "L00007.npz is missing"),
+    (lambda npz, js: js.write_text('{"depth": 7,'), "L00007.json is unreadable (not JSON"),
+])
+def test_a_damaged_depth_is_a_damaged_run_error_naming_the_file(tmp_path, damage, what):
+    folder.save_depth(tmp_path, 7, {"w": np.ones(3)}, {"depth": 7})
+    damage(*folder.depth_paths(tmp_path, 7))
+    with pytest.raises(DamagedRunError, match="depth 7 is damaged") as e:
+        folder.load_depth_arrays(tmp_path, 7)
+    assert what in str(e.value) and "\n" not in str(e.value)
+    assert what in folder.depth_problem(tmp_path, 7)
+
+
+def test_depth_written_before_checksums_loads_unless_unreadable(tmp_path):
+    folder.save_depth(tmp_path, 4, {"w": np.ones(2)}, {"depth": 4})
+    npz, js = folder.depth_paths(tmp_path, 4)
+    js.write_text(json.dumps({"depth": 4}))  # an older run: no sha256 recorded
+    assert folder.depth_problem(tmp_path, 4) is None
+    np.testing.assert_array_equal(folder.load_depth_arrays(tmp_path, 4)[0]["w"], np.ones(2))
+    npz.write_bytes(b"not a zip")
+    with pytest.raises(DamagedRunError, match="L00004.npz is unreadable"):
+        folder.load_depth_arrays(tmp_path, 4)
+
+
+def test_load_config_says_what_is_wrong(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        load_config(tmp_path / "nope")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UsageError, match="is not a folder"):
+        load_config(tmp_path / "f")
+    with pytest.raises(UsageError, match=r"not a sweep folder \(no config.json\)"):
+        load_config(tmp_path)
+    for text, why in (("{", "not JSON"), ("[1]", "not a run configuration"), ("\udcff", "not UTF-8")):
+        (tmp_path / "config.json").write_bytes(text.encode("utf-8", "surrogateescape"))
+        with pytest.raises(DamagedRunError, match=f"config.json is damaged \\({why}.*delete the folder"):
+            load_config(tmp_path)
+
+
+def test_run_depths_trains_skips_and_retrains_damaged(tmp_path):
+    run, trained, said = tmp_path / "run", [], []
+    cfg = {"kind": "fake", "depths": [2, 3, 5]}
+    rep = run_depths(run, cfg, [2, 3, 5], _fake_train(trained), log=said.append)
+    assert rep.finished == rep.trained == trained == [2, 3, 5] and not said and not rep.elsewhere
+    before = _stamps(run)
+    (run / "depths" / "L00003.npz").write_bytes(b"garbage")
+    setups = []
+    rep = run_depths(run, dict(cfg, depths=[3, 5, 8]), [3, 5, 8], _fake_train(trained), log=said.append,
+                     setup=lambda: setups.append(1))
+    assert rep.trained == [3, 8] and rep.damaged == [3] and setups == [1]
+    assert len(said) == 1 and "L00003.npz does not match the sha256" in said[0] and "training it again" in said[0]
+    after = _stamps(run)
+    for name in ("L00002.npz", "L00002.json", "L00005.npz", "L00005.json"):
+        assert after[name] == before[name]  # same bytes, same mtime
+    assert (run / "depths" / "L00003.npz.damaged").read_bytes() == b"garbage"
+    assert folder.depth_problem(run, 3) is None
+    assert load_config(run)["depths"] == [2, 3, 5, 8]  # the union of the grids
+    # all finished: no setup, nothing rewritten
+    stamp = (run / "config.json").stat().st_mtime_ns
+    rep = run_depths(run, cfg, [2, 3, 5], _fake_train(trained), setup=lambda: setups.append(2))
+    assert rep.trained == [] and setups == [1] and (run / "config.json").stat().st_mtime_ns == stamp
+
+
+def test_config_is_written_only_after_setup(tmp_path):
+    run = tmp_path / "run"
+
+    def fail():
+        raise UsageError("no data")
+
+    with pytest.raises(UsageError, match="no data"):
+        run_depths(run, {"depths": [2]}, [2], _fake_train([]), setup=fail)
+    assert not run.exists()
+
+
+def test_run_depths_refuses_other_configurations_and_foreign_folders(tmp_path):
+    run_depths(tmp_path / "run", {"lr": 1, "depths": [2]}, [2], _fake_train([]))
+    with pytest.raises(UsageError, match="another configuration: lr=1 \\(now 2\\)"):
+        run_depths(tmp_path / "run", {"lr": 2, "depths": [2]}, [2], _fake_train([]))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UsageError, match="exists and is not a folder"):
+        run_depths(tmp_path / "afile", {"depths": [2]}, [2], _fake_train([]))
+    with pytest.raises(UsageError, match="cannot create .*afile is not a folder"):
+        run_depths(tmp_path / "afile" / "run", {"depths": [2]}, [2], _fake_train([]))
+
+
+def test_claims_are_exclusive_and_abandoned_ones_are_taken_over(tmp_path):
+    with ClaimBook(tmp_path) as book:
+        assert book.claim("a").held and book.claim("a").held  # ours already
+        assert json.loads((tmp_path / "a.claim").read_text())["pid"] == os.getpid()
+        _claim_file(tmp_path, 1, HOST, os.getppid())  # a live process of this host
+        c = book.claim("L00001")
+        assert not c.held and c.owner == (HOST, os.getppid())
+        _claim_file(tmp_path, 2, "other-node", 12345)  # another host, refreshed just now
+        assert not book.claim("L00002").held
+        _claim_file(tmp_path, 3, HOST, _dead_pid())  # killed process of this host
+        c = book.claim("L00003")
+        assert c.held and c.taken_from.host == HOST
+        _claim_file(tmp_path, 4, "other-node", 12345, age_s=3600)  # not refreshed for an hour
+        assert book.claim("L00004").taken_from == ("other-node", 12345)
+        book.release("L00001")  # not ours: left alone
+        assert (tmp_path / "L00001.claim").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["L00001.claim", "L00002.claim"]
+
+
+def test_held_claims_are_refreshed(tmp_path):
+    with ClaimBook(tmp_path, refresh_every=0.05) as book:
+        book.claim("a")
+        old = time.time() - 1000
+        os.utime(tmp_path / "a.claim", (old, old))
+        time.sleep(0.3)
+        assert time.time() - (tmp_path / "a.claim").stat().st_mtime < 10
+
+
+def test_run_depths_waits_for_depths_of_other_processes(tmp_path):
+    run, trained, said = tmp_path / "run", [], []
+    run_depths(run, {"depths": [2]}, [2], _fake_train(trained))
+    live = _claim_file(run / "depths", 3, HOST, os.getppid())  # a live process trains depth 3
+    rep = run_depths(run, {"depths": [2, 3]}, [2, 3], _fake_train(trained), wait=False)
+    assert rep.trained == [] and rep.elsewhere == {3: f"{HOST}:{os.getppid()}"} and live.exists()
+    threading.Timer(0.3, live.unlink).start()  # the other process gives up its claim
+    rep = run_depths(run, {"depths": [2, 3]}, [2, 3], _fake_train(trained), poll=0.05, log=said.append)
+    assert rep.trained == [3] and rep.finished == [2, 3] and not rep.elsewhere
+    assert said == [f"waiting for depths 3 being trained by {HOST}:{os.getppid()}"]
+
+
+def test_run_depths_releases_its_claims_when_interrupted(tmp_path):
+    run, trained = tmp_path / "run", []
+
+    def train_one(L):
+        if L == 3:
+            raise KeyboardInterrupt
+        return _fake_train(trained)(L)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_depths(run, {"depths": [2, 3]}, [2, 3], train_one)
+    assert finished_depths(run) == [2] and not list(run.rglob("*.claim")) and not list(run.rglob("*.tmp"))

@@ -1,0 +1,151 @@
+"""Train the depths of a sweep into a run folder, shared with other processes (layer 2).
+
+:func:`run_depths` is the same for every kind of sweep: the caller gives the configuration,
+the depths and ``train_one(L) -> (arrays, metrics)``; this module does the folder, the checks
+of finished depths, the claims and the waiting.
+
+Several processes may run the same sweep on one folder (cluster jobs writing to a shared
+disk): each depth is trained by the process that claims it (``claims.py``). A process that
+has nothing left to claim **waits** for the depths that others are training (polling their
+files; it takes over a depth whose process died), so that when it returns the whole grid is
+finished; with ``wait=False`` it returns at once and reports those depths in
+:attr:`SweepReport.elsewhere` (a rerun finishes or waits for them).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from resnet_limits.sweeps.claims import REFRESH_EVERY_S, STALE_AFTER_S, ClaimBook, Owner
+from resnet_limits.sweeps.folder import (
+    check_folder, depth_paths, depth_problem, finished_depths, record_config, save_depth, set_aside,
+)
+
+__all__ = ["SweepReport", "TrainOne", "run_depths"]
+
+TrainOne = Callable[[int], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
+POLL_S = 1.0
+
+
+class SweepReport(NamedTuple):
+    """What :func:`run_depths` did: the folder's ``finished`` depths, those ``trained`` by this
+    process, those it found ``damaged`` (and trained again), and those still being trained by
+    other processes when it returned (``elsewhere``: depth -> "host:pid"; empty when waiting)."""
+
+    finished: list[int]
+    trained: list[int]
+    damaged: list[int]
+    elsewhere: dict[int, str]
+
+
+def _stderr(msg: str) -> None:
+    tqdm.write(msg, file=sys.stderr)
+
+
+def _pending(out: Path, depths: Sequence[int]) -> list[int]:
+    """Depths not finished, or finished but damaged."""
+    return [L for L in depths if not depth_paths(out, L)[1].exists() or depth_problem(out, L)]
+
+
+class _Run:
+    """One process's part of a sweep: claim, check, train and save depths."""
+
+    def __init__(self, out: Path, train_one: TrainOne, book: ClaimBook, log, bar):
+        self.out, self.train_one, self.book, self.log, self.bar = out, train_one, book, log, bar
+        self.trained: list[int] = []
+        self.damaged: list[int] = []
+
+    def pass_over(self, depths: Sequence[int]) -> dict[int, Owner]:
+        """Train every depth of ``depths`` that no live process holds; returns the others."""
+        elsewhere = {}
+        for L in depths:
+            claim = self.book.claim(f"L{L:05d}")
+            if not claim.held:
+                elsewhere[L] = claim.owner
+                continue
+            try:
+                if claim.taken_from is not None:
+                    self.log(f"depth {L}: taking over from {claim.taken_from} (its process is gone)")
+                self._train_if_needed(L)
+            finally:
+                self.book.release(f"L{L:05d}")
+        return elsewhere
+
+    def _train_if_needed(self, L: int) -> None:
+        if depth_paths(self.out, L)[1].exists():
+            problem = depth_problem(self.out, L)
+            if problem is None:
+                return  # finished by another process meanwhile
+            set_aside(self.out, L)
+            self.damaged.append(L)
+            self.log(f"warning: {problem}; moved the files of depth {L} aside (*.damaged) and training it again")
+        self.bar.set_postfix(L=L)
+        t0 = time.perf_counter()
+        arrays, metrics = self.train_one(L)
+        metrics = dict(metrics, seconds=round(time.perf_counter() - t0, 3))
+        save_depth(self.out, L, arrays, metrics)
+        self.trained.append(L)
+        self.bar.update()
+
+
+def run_depths(
+    out,
+    cfg: Mapping[str, Any],
+    todo: Sequence[int],
+    train_one: TrainOne,
+    *,
+    setup: Optional[Callable[[], Any]] = None,
+    free_keys: Sequence[str] = ("depths",),
+    wait: bool = True,
+    progress: bool = False,
+    log: Optional[Callable[[str], None]] = None,
+    poll: float = POLL_S,
+    refresh_every: float = REFRESH_EVERY_S,
+    stale_after: float = STALE_AFTER_S,
+) -> SweepReport:
+    """Train every depth of ``todo`` that ``out`` lacks (resumable, shareable by processes).
+
+    1. Refuses (:class:`UsageError`) an ``out`` that is a file, cannot be created, is a folder
+       of something else, or a run of a configuration differing from ``cfg`` in anything but
+       ``free_keys``; a damaged ``config.json`` is a :class:`DamagedRunError`.
+    2. If some depth needs training, calls ``setup()`` (load the data), and only then writes
+       ``config.json`` (``cfg`` with the union of all depth grids asked of the folder), so a
+       failing setup leaves no folder behind.
+    3. For each depth it claims: a finished depth whose files fail their checksum is moved
+       aside (one ``log`` line) and trained again; ``train_one(L)`` gives the arrays and metrics
+       that are saved (``seconds``, ``sha256``, ``host`` and ``pid`` added). Finished intact
+       depths are never rewritten.
+    4. Waits (``wait``) for depths other processes hold, polling every ``poll`` seconds.
+
+    Claims of this process are released on any exit, Ctrl-C included.
+    """
+    out = Path(out)
+    log = log or _stderr
+    check_folder(out, cfg, free_keys)
+    pending = _pending(out, todo)
+    if pending and setup is not None:
+        setup()
+    record_config(out, cfg, free_keys)
+    with ClaimBook(out / "depths", refresh_every=refresh_every, stale_after=stale_after) as book, tqdm(
+        total=len(pending), desc=f"{cfg.get('preset', 'sweep')} depths", unit="depth", disable=not progress
+    ) as bar:
+        run = _Run(out, train_one, book, log, bar)
+        elsewhere, waited = run.pass_over(pending), False
+        while True:
+            still = set(_pending(out, list(elsewhere)))
+            elsewhere = {L: o for L, o in elsewhere.items() if L in still}
+            if not (elsewhere and wait):
+                break
+            if not waited:
+                log(f"waiting for depths {', '.join(map(str, elsewhere))} being trained by "
+                    f"{', '.join(sorted({str(o) for o in elsewhere.values()}))}")
+                waited = True
+            time.sleep(poll)
+            elsewhere = run.pass_over(list(elsewhere))
+    return SweepReport(finished_depths(out), run.trained, run.damaged, {L: str(o) for L, o in elsewhere.items()})

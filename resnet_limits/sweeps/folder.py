@@ -1,0 +1,329 @@
+"""The on-disk format of a run folder, for any kind of depth sweep (layer 2).
+
+::
+
+    RUN_DIR/config.json          the resolved configuration (written once the data set has loaded)
+    RUN_DIR/depths/L00003.npz    the arrays of one depth (all seeds)
+    RUN_DIR/depths/L00003.json   its metrics, plus "sha256" of the .npz, "host" and "pid" that trained it
+    RUN_DIR/depths/L00003.claim  present while a process trains that depth (see ``claims.py``)
+
+Every file is written atomically (temporary file in the same folder + ``os.replace``), the
+``.npz`` before the ``.json``: a depth is finished iff its ``.json`` exists, and it is intact iff
+its ``.npz`` still has the recorded sha256. A damaged depth is moved aside (``*.damaged``) and
+trained again by the next sweep; :func:`load_depth_arrays` refuses it with
+:class:`~resnet_limits.errors.DamagedRunError`, whose message names the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+
+from resnet_limits.errors import DamagedRunError, UsageError
+
+__all__ = [
+    "CONFIG",
+    "atomic_write",
+    "check_depth",
+    "check_folder",
+    "check_out_dir",
+    "create_exclusive",
+    "depth_paths",
+    "depth_problem",
+    "finished_depths",
+    "load_config",
+    "load_depth_arrays",
+    "record_config",
+    "save_depth",
+    "set_aside",
+    "write_json",
+]
+
+CONFIG = "config.json"
+_CONFIG_LOCK = ".config.json.lock"  # names starting with ".config.json" belong to the folder's machinery
+_LOCK_STALE_S = 60.0
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+# ------------------------------------------------------------------ writing ---------
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Write ``path`` through a temporary file in the same folder, then ``os.replace``.
+
+    A reader sees the old file or the whole new one, never a part; the temporary file is
+    removed if anything (including Ctrl-C) interrupts the write. The file gets the usual
+    permissions (0666 minus the umask), so other processes of a shared sweep can read it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def create_exclusive(path: Path, content: bytes = b"") -> bool:
+    """Create ``path`` holding ``content`` unless it exists (``O_CREAT | O_EXCL``: atomic, one
+    process wins); False if it existed."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as f:
+        f.write(content)
+        f.flush()
+        os.fsync(f.fileno())
+    return True
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=1) + "\n").encode()))
+
+
+def _read_json(path: Path) -> Any:
+    """The parsed JSON of ``path``; ``ValueError`` with a short reason if it cannot be read."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not JSON: {e}") from None
+    except OSError as e:
+        raise ValueError(e.strerror or str(e)) from None
+
+
+# ------------------------------------------------------------------ the folder ------
+
+def check_out_dir(path: Path) -> None:
+    """Raise :class:`UsageError` if ``path`` is not a folder and cannot be created as one."""
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"{path} exists and is not a folder; choose another --out")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write in {path}: permission denied; choose another --out")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot create {path}: {parent} is not a folder; choose another --out")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot create {path}: permission denied in {parent}; choose another --out")
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create {path}: {e.strerror or e}; choose another --out") from None
+
+
+def load_config(run_dir) -> dict[str, Any]:
+    """The configuration of a run folder.
+
+    :class:`UsageError` if ``run_dir`` does not exist or is not a run folder;
+    :class:`DamagedRunError` if its ``config.json`` cannot be read.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise UsageError(f"{run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir} is not a folder")
+    path = run_dir / CONFIG
+    if not path.is_file():
+        raise UsageError(f"{run_dir} is not a sweep folder (no {CONFIG})")
+    try:
+        cfg = _read_json(path)
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("depths"), list):
+            raise ValueError("not a run configuration")
+    except ValueError as e:
+        raise DamagedRunError(
+            f"{path} is damaged ({e}); delete the folder and run the sweep again, or choose another --out"
+        ) from None
+    return cfg
+
+
+def _foreign_entries(out: Path) -> list[str]:
+    return [p.name for p in out.iterdir() if not p.name.startswith(".config.json")]
+
+
+def check_folder(out: Path, cfg: Mapping[str, Any], free_keys: Sequence[str] = ("depths",)) -> None:
+    """Refuse ``out`` if it is a file, a non-empty folder that is not a run, or a run made by a
+    configuration that differs from ``cfg`` in anything but ``free_keys`` (the depth grid)."""
+    out = Path(out)
+    check_out_dir(out)
+    if not out.exists():
+        return
+    if not (out / CONFIG).exists():
+        if _foreign_entries(out):
+            raise UsageError(f"{out} exists, is not empty and is not a sweep folder; choose another --out")
+        return
+    old = load_config(out)
+    keys = (set(old) | set(cfg)) - set(free_keys)
+    diff = sorted(k for k in keys if old.get(k) != cfg.get(k))
+    if diff:
+        what = ", ".join(f"{k}={old.get(k)!r} (now {cfg.get(k)!r})" for k in diff)
+        raise UsageError(f"{out} was made by another configuration: {what}; choose another --out")
+
+
+@contextlib.contextmanager
+def _config_lock(out: Path) -> Iterator[None]:
+    """Exclusive lock on ``out``'s configuration (several processes may start one sweep together)."""
+    lock = out / _CONFIG_LOCK
+    while not create_exclusive(lock):
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - lock.stat().st_mtime > _LOCK_STALE_S:  # its holder died
+                lock.unlink()
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+
+
+def record_config(out: Path, cfg: Mapping[str, Any], free_keys: Sequence[str] = ("depths",)) -> dict[str, Any]:
+    """Create ``out`` if needed and write its ``config.json``: ``cfg`` with ``depths`` the union
+    of all depth grids asked of the folder. Refuses (under a lock, so two processes cannot both
+    pass) a folder of another configuration; an unchanged file is not rewritten. Returns it."""
+    out = Path(out)
+    check_out_dir(out)
+    _make_dir(out)
+    with _config_lock(out):
+        check_folder(out, cfg, free_keys)
+        old = load_config(out) if (out / CONFIG).exists() else None
+        new = dict(cfg, depths=sorted(set(cfg["depths"]) | set(old["depths"] if old else ())))
+        if new != old:
+            write_json(out / CONFIG, new)
+    return new
+
+
+# ------------------------------------------------------------------ depths ----------
+
+def depth_paths(run_dir, depth: int) -> tuple[Path, Path]:
+    """``(RUN_DIR/depths/L00003.npz, RUN_DIR/depths/L00003.json)``."""
+    stem = Path(run_dir) / "depths" / f"L{int(depth):05d}"
+    return stem.with_suffix(".npz"), stem.with_suffix(".json")
+
+
+def finished_depths(run_dir) -> list[int]:
+    """Depths whose results are complete (their ``.json`` exists), sorted; not verified."""
+    folder = Path(run_dir) / "depths"
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in folder.glob("L*.json"):
+        with contextlib.suppress(ValueError):
+            out.append(int(p.stem[1:]))
+    return sorted(out)
+
+
+def save_depth(run_dir, depth: int, arrays: Mapping[str, np.ndarray], metrics: Mapping[str, Any]) -> None:
+    """Write one finished depth: the ``.npz`` of ``arrays``, then the ``.json`` of ``metrics``
+    with ``sha256`` (of the ``.npz`` bytes), ``host`` and ``pid`` added."""
+    npz, js = depth_paths(run_dir, depth)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    data = buf.getvalue()
+    atomic_write(npz, lambda f: f.write(data))
+    write_json(js, dict(metrics, sha256=hashlib.sha256(data).hexdigest(), host=socket.gethostname(),
+                        pid=os.getpid()))
+
+
+def _read_depth(npz: Path, js: Path) -> tuple[Optional[bytes], Optional[dict], Optional[str]]:
+    """``(npz bytes, metrics, None)`` of an intact depth, else ``(.., .., what is wrong)``."""
+    try:
+        metrics = _read_json(js)
+        if not isinstance(metrics, dict):
+            raise ValueError("not a depth's metrics")
+    except ValueError as e:
+        return None, None, f"{js} is unreadable ({e})"
+    try:
+        data = npz.read_bytes()
+    except FileNotFoundError:
+        return None, metrics, f"{npz} is missing"
+    except OSError as e:
+        return None, metrics, f"{npz} is unreadable ({e.strerror or e})"
+    if "sha256" in metrics:
+        if hashlib.sha256(data).hexdigest() != metrics["sha256"]:
+            return None, metrics, f"{npz} does not match the sha256 recorded in {js.name}"
+    else:  # written before checksums were recorded: it must at least load
+        try:
+            _arrays(data)
+        except Exception as e:  # noqa: BLE001 (any failure of np.load means damage)
+            return None, metrics, f"{npz} is unreadable ({type(e).__name__}: {e})"
+    return data, metrics, None
+
+
+def _arrays(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data)) as z:
+        return {k: z[k] for k in z.files}
+
+
+def depth_problem(run_dir, depth: int) -> Optional[str]:
+    """What is wrong with a depth whose ``.json`` exists (one line naming the file), or None
+    if it is intact. A depth that is not finished has no problem (None)."""
+    npz, js = depth_paths(run_dir, depth)
+    if not js.exists():
+        return None
+    return _read_depth(npz, js)[2]
+
+
+def _read_finished(run_dir, depth: int) -> tuple[bytes, dict[str, Any]]:
+    npz, js = depth_paths(run_dir, depth)
+    if not js.exists():
+        raise UsageError(f"depth {depth} is not finished in {run_dir} (finished: {finished_depths(run_dir)})")
+    data, metrics, problem = _read_depth(npz, js)
+    if problem is not None:
+        raise DamagedRunError(f"{problem}; depth {depth} is damaged, rerun the sweep to train it again")
+    return data, metrics
+
+
+def check_depth(run_dir, depth: int) -> None:
+    """Raise as :func:`load_depth_arrays` would, without keeping the arrays."""
+    _read_finished(run_dir, depth)
+
+
+def load_depth_arrays(run_dir, depth: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and metrics of one finished depth, after checking the recorded sha256.
+
+    :class:`UsageError` if the depth is not finished; :class:`DamagedRunError` (naming the
+    file) if its files are missing, unreadable or do not match their checksum.
+    """
+    data, metrics = _read_finished(run_dir, depth)
+    try:
+        return _arrays(data), metrics
+    except Exception as e:  # noqa: BLE001 (a matching checksum, yet np.load fails)
+        npz = depth_paths(run_dir, depth)[0]
+        raise DamagedRunError(f"{npz} is unreadable ({type(e).__name__}: {e}); depth {depth} is damaged, "
+                              "rerun the sweep to train it again") from None
+
+
+def set_aside(run_dir, depth: int) -> None:
+    """Move a damaged depth's files to ``*.damaged`` (the ``.json`` first: the depth is then
+    unfinished at once) so that it is trained again; replaces older ``*.damaged`` files."""
+    npz, js = depth_paths(run_dir, depth)
+    for p in (js, npz):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(p, p.with_name(p.name + ".damaged"))
