@@ -15,7 +15,7 @@ from pathlib import Path
 
 from resnet_limits.cli import tune_xla_cpu
 from resnet_limits.errors import UsageError
-from resnet_limits.scaling import analyze_run, format_analysis
+from resnet_limits.analysis import analyze_run, format_analysis
 
 
 def main(argv=None) -> int:

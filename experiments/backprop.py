@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from resnet_limits.backprop import reproduce_backprop
 from resnet_limits.errors import UsageError
+from resnet_limits.studies import backprop
 
 
 def main(argv=None) -> int:
@@ -24,16 +24,11 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     try:
-        res = reproduce_backprop(a.out, quick=a.quick, n_paths=a.paths, progress=not a.no_progress)
+        res = backprop.run(a.out, quick=a.quick, n_paths=a.paths, progress=not a.no_progress)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for name, c in res["cases"].items():
-        print(f"{name:28s} slope {c['slope']:+.3f} (expected {c['expected_slope']:+.2f}, "
-              f"large-L {c['slope_large_L']:+.3f})  {c['metric']}")
-    for act, li in res["li_adjoint"].items():
-        print(f"Li et al. adjoint ({act}): E sup ||J_Li - Phi_1 Phi^-1||^2 = {li['li_vs_phi']:.2e}; "
-              f"without the Ito->Stratonovich drift: {li['naive_vs_phi']:.2e}")
+    print(backprop.format_backprop(res))
     print(f"results in {a.out} ({res['seconds']:.0f} s)")
     return 0
 

@@ -2,14 +2,14 @@
 
     python experiments/convergence.py [--quick] [--n-paths N] --out DIR
 
-Thin wrapper around :func:`resnet_limits.convergence.reproduce_convergence` (the same as
+Thin wrapper around :func:`resnet_limits.studies.convergence.run` (the same as
 ``resnet-limits reproduce convergence``): writes DIR/convergence.json and log-log PNG figures.
 """
 
 import argparse
 import sys
 
-from resnet_limits.convergence import reproduce_convergence
+from resnet_limits.studies import convergence
 from resnet_limits.errors import UsageError
 
 
@@ -20,14 +20,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/convergence", help="output folder")
     args = ap.parse_args(argv)
     try:
-        res = reproduce_convergence(args.out, quick=args.quick, n_paths=args.n_paths)
+        res = convergence.run(args.out, quick=args.quick, n_paths=args.n_paths)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for name, c in res["cases"].items():
-        exp = c["expected_slope"]
-        print(f"{name:32s} slope {c['slope']:+.3f} (tail {c['tail_slope']:+.3f}; theory "
-              f"{'n/a' if exp is None else f'{exp:+.2f}'})")
+    print(convergence.format_convergence(res))
     print(f"wrote {args.out}/convergence.json in {res['seconds']['total']:.0f} s")
     return 0
 

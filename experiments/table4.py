@@ -12,7 +12,7 @@ import sys
 
 from resnet_limits.cli import tune_xla_cpu
 from resnet_limits.errors import UsageError
-from resnet_limits.table4 import format_table4, reproduce_table4
+from resnet_limits.studies.table4 import format_table4, run
 
 
 def main(argv=None) -> int:
@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     tune_xla_cpu()  # as the CLI does: these scripts train too
     try:
-        res = reproduce_table4(a.out, quick=a.quick, optimizer=a.optimizer, seeds=a.seeds, progress=not a.no_progress)
+        res = run(a.out, quick=a.quick, optimizer=a.optimizer, seeds=a.seeds, progress=not a.no_progress)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -22,8 +22,10 @@ Limit side (diffrax):
 - :func:`li_adjoint`: the neural-SDE adjoint of Li et al. (2020), AA eq. 5.13, solved backward in
   time (forward in reversed time s = 1 - t) as a Stratonovich SDE with Heun on the same path.
 
-Study: :func:`reproduce_backprop` measures sup_k ||J_k - P_{k/L}|| (Regime 1) and
-E sup_k ||J_k - Phi_1 Phi_{k/L}^{-1}||^2 (Regime 2) against L and fits log-log slopes.
+Per-path errors of the study (pure, vmappable over PRNG keys): :func:`regime1_path_errors`
+(sup_k ||J_k - P_{k/L}||, Regime 1) and :func:`regime2_path_errors`
+(sup_k ||J_k - Phi_1 Phi_{k/L}^{-1}||^2, Regime 2, and the Li et al. adjoint). The study itself
+(averages over paths, log-log slopes, JSON and figures) is ``resnet_limits.studies.backprop``.
 
 Finding on the Li et al. adjoint (AA §5.3.1; AA's formulas are lost, eq. 5.13 is taken from Li et
 al. 2020): solved on the same path as a Stratonovich SDE -- with the Stratonovich drift of SP eq. 15,
@@ -37,28 +39,27 @@ Applying the adjoint to the Ito drift without the conversion leaves an O(1) gap 
 
 from __future__ import annotations
 
-import json
 import math
-import time
-from pathlib import Path
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import diffrax
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from resnet_limits.errors import UsageError
+from resnet_limits.limits import (
+    BrownianQ,
+    PiecewiseLinearPath,
+    brownian_increments,
+    brownian_network,
+    sup_sq_error,
+    uniform_grid,
+)
 from resnet_limits.models import ResNetParams, effective_delta, forward, get_activation, mse
-from resnet_limits.scaling import loglog_fit
 
 __all__ = [
-    "BrownianWeightPath",
     "PhiSolution",
     "TrendPath",
     "backward_ode",
-    "brownian_weight_path",
-    "coarsen",
     "forward_ode",
     "input_jacobians",
     "jacobians",
@@ -67,7 +68,8 @@ __all__ = [
     "limit_weight_gradients",
     "random_trend",
     "regime1_network",
-    "reproduce_backprop",
+    "regime1_path_errors",
+    "regime2_path_errors",
     "solve_phi_sde",
     "trend_eval",
     "weight_gradients",
@@ -384,8 +386,6 @@ def _qv_parts(qv, d: int):
     only the k = i term is known: C_ij = S[i, i, j], exact when distinct rows of W^A are
     uncorrelated (SP Remark 2.1, and the independence SP assumes for Q).
     """
-    from resnet_limits.limits import BrownianQ
-
     if isinstance(qv, BrownianQ):
         return qv, (lambda t: jnp.eye(d) / d**2)
 
@@ -450,8 +450,6 @@ def solve_phi_sde(
     ``d2_at_0`` overrides sigma''(0) of ``activation`` (may be a traced value, e.g. to vmap the
     solve over activations).
     """
-    from resnet_limits.limits import BrownianQ, uniform_grid
-
     d = x.shape[-1]
     n = W_A.n
     s2 = get_activation(activation).d2_at_0 if d2_at_0 is None else d2_at_0
@@ -527,8 +525,6 @@ def li_adjoint(
     ``d2_at_0`` overrides sigma''(0), so that the solve can be vmapped over variants.
     Returns J_t at ``ts`` (increasing), (T, d, d).
     """
-    from resnet_limits.limits import BrownianQ, PiecewiseLinearPath, uniform_grid
-
     d = H_fine.shape[-1]
     n = W_A.n
     s2 = get_activation(activation).d2_at_0 if d2_at_0 is None else d2_at_0
@@ -567,16 +563,8 @@ def li_adjoint(
 
 
 # --------------------------------------------------------------------------------------------
-# Convergence study (SPEC §5; AA Thms 4, 5)
+# Per-path errors of the convergence study (SPEC §5; AA Thms 4, 5)
 # --------------------------------------------------------------------------------------------
-
-_ACTIVATIONS = ("tanh", "csoftplus")  # sigma''(0) = 0 and sigma''(0) = 1/2
-_LINEAR_ALPHA = 0.5  # linear case: alpha = beta = 1/2 (0 < alpha < 1, alpha + beta = 1)
-
-
-def _sup_sq(a: Array, b: Array) -> Array:
-    """sup_k ||a_k - b_k||_F^2 over the leading axis."""
-    return jnp.max(jnp.sum((a - b) ** 2, axis=tuple(range(1, a.ndim))))
 
 
 def _unit_inputs(key: Array, d: int, dtype) -> tuple[Array, Array]:
@@ -584,17 +572,21 @@ def _unit_inputs(key: Array, d: int, dtype) -> tuple[Array, Array]:
     return (jax.random.normal(kx, (d,), dtype) / math.sqrt(d), jax.random.normal(ky, (d,), dtype) / math.sqrt(d))
 
 
-def _regime1_path(key: Array, *, depths: Sequence[int], width: int, activations: Sequence[str], node: bool) -> dict:
-    """One random smooth trend: sup_k ||J_k - P_{k/L}||_F and the rescaled weight-gradient error
-    sup_k (||L^a dl/dA_k - G^A_{k/L}|| + ||L^a dl/db_k - G^b_{k/L}||) for every depth and activation
-    (AA Thm 4). Keys ``"<act>:errors"``, ``"<act>:grad_errors"``. The linear-case limit does not
-    depend on the activation and is solved once."""
+def regime1_path_errors(
+    key: Array, *, depths: Sequence[int], width: int, activations: Sequence[str], alpha: float
+) -> dict:
+    """One random smooth trend (:func:`random_trend`): sup_k ||J_k - P_{k/L}||_F and the rescaled
+    weight-gradient error sup_k (||L^a dl/dA_k - G^A_{k/L}|| + ||L^a dl/db_k - G^b_{k/L}||) for every
+    depth and activation (AA Thm 4), for the networks of :func:`regime1_network` with
+    beta = 1 - ``alpha``: ``alpha = 1`` is the neural-ODE case (P of AA eq. 5.5), 0 < alpha < 1 the
+    linear case (AA eq. 5.6; its limit does not depend on the activation and is solved once).
+    Keys ``"<act>:errors"``, ``"<act>:grad_errors"``, each (len(depths),). Pure, vmappable over keys."""
     d, dtype = width, jnp.float64
     kT, kxy = jax.random.split(key)
     tr = random_trend(kT, d, dtype=dtype)
     x, y = _unit_inputs(kxy, d, dtype)
     trend = lambda t: trend_eval(tr, t)  # noqa: E731
-    alpha, beta = (1.0, 0.0) if node else (_LINEAR_ALPHA, 1.0 - _LINEAR_ALPHA)
+    node, beta = alpha == 1.0, 1.0 - alpha
     Lmax = depths[-1]
     ts = jnp.arange(Lmax + 1, dtype=dtype) / Lmax
     out = {}
@@ -618,7 +610,7 @@ def _regime1_path(key: Array, *, depths: Sequence[int], width: int, activations:
             p = regime1_network(tr, L, alpha=alpha, beta=beta)
             M, hs, z = layer_factors(p, x, activation=act, delta_mode="shared")
             J = _jacobians_from_factors(M)
-            errs.append(jnp.sqrt(_sup_sq(J, P[::s])))
+            errs.append(jnp.sqrt(sup_sq_error(J, P[::s])))
             gA, gb, _ = _gradients_from(p, "shared", act, J, hs, z, jax.grad(mse)(hs[-1], y))
             c = L**alpha
             eA = jnp.sqrt(jnp.sum((c * gA - GA[::s][:L]) ** 2, axis=(-2, -1)))
@@ -628,15 +620,16 @@ def _regime1_path(key: Array, *, depths: Sequence[int], width: int, activations:
     return out
 
 
-def _regime2_path(
+def regime2_path_errors(
     key: Array, *, depths: Sequence[int], width: int, n_fine: int, activations: Sequence[str], li: bool
 ) -> dict:
     """One fine Brownian path (SP Remark 2.1) shared by the depth-L networks (block increments)
-    and the limit: squared sup errors of J, Phi and the weight gradients (AA Thm 5), and, with
-    ``li``, the Li et al. adjoint (AA eq. 5.13) on the same path, for every activation (keys
-    ``"<act>:<metric>"``). The limit solves are vmapped over sigma''(0) (one compiled solve)."""
-    from resnet_limits.limits import PiecewiseLinearPath, brownian_increments, brownian_network, uniform_grid
-
+    and the limit: squared sup errors of J (against Phi_1 Phi_t^{-1}), Phi and the weight gradients
+    (AA Thm 5), and, with ``li``, of J against the Li et al. adjoint (AA eq. 5.13) with and without
+    the Ito -> Stratonovich drift on the same path, for every activation (keys ``"<act>:errors"``,
+    ``phi_errors``, ``grad_errors``, ``li_errors``, ``naive_errors``, each (len(depths),), and the
+    scalars ``"<act>:li_vs_phi"``, ``"<act>:naive_vs_phi"``). The limit solves are vmapped over
+    sigma''(0) (one compiled solve). Pure, vmappable over keys."""
     d, dtype = width, jnp.float64
     kW, kxy = jax.random.split(key)
     dWA, dWb = brownian_increments(kW, n_fine, d, dtype)
@@ -663,222 +656,22 @@ def _regime2_path(
         rows: dict = {k: [] for k in names}
         if li:
             J_li, J_naive = J_adj[i], J_adj[n_act + i]
-            out[f"{act}:li_vs_phi"] = _sup_sq(J_li, Jlim)
-            out[f"{act}:naive_vs_phi"] = _sup_sq(J_naive, Jlim)
+            out[f"{act}:li_vs_phi"] = sup_sq_error(J_li, Jlim)
+            out[f"{act}:naive_vs_phi"] = sup_sq_error(J_naive, Jlim)
         for L in depths:
             s = Lmax // L
             p = brownian_network(dWA, dWb, L)
             M, hs, z = layer_factors(p, x, activation=act, delta_mode="none")
             J = _jacobians_from_factors(M)
             Phi = _input_jacobians_from_factors(M)
-            rows["errors"].append(_sup_sq(J, Jlim[::s]))
-            rows["phi_errors"].append(_sup_sq(Phi, Phi_lim[::s]))
+            rows["errors"].append(sup_sq_error(J, Jlim[::s]))
+            rows["phi_errors"].append(sup_sq_error(Phi, Phi_lim[::s]))
             gA, gb, _ = _gradients_from(p, "none", act, J, hs, z, jax.grad(mse)(hs[-1], y))
             eA = jnp.sum((gA - GA[::s][:L]) ** 2, axis=(-2, -1))
             eb = jnp.sum((gb - Gb[::s][:L]) ** 2, axis=-1)
             rows["grad_errors"].append(jnp.max(eA + eb))
             if li:
-                rows["li_errors"].append(_sup_sq(J, J_li[::s]))
-                rows["naive_errors"].append(_sup_sq(J, J_naive[::s]))
+                rows["li_errors"].append(sup_sq_error(J, J_li[::s]))
+                rows["naive_errors"].append(sup_sq_error(J, J_naive[::s]))
         out.update({f"{act}:{k}": jnp.stack(v) for k, v in rows.items()})
     return out
-
-
-def _run_paths(fn: Callable, keys: Array, chunk: int, bar=None, weight: int = 1) -> dict:
-    """jit(vmap(fn)) over ``keys`` in chunks of ``chunk`` paths; results concatenated as numpy."""
-    f = jax.jit(jax.vmap(fn))
-    parts = []
-    for i in range(0, keys.shape[0], chunk):
-        r = f(keys[i : i + chunk])
-        parts.append(jax.tree_util.tree_map(np.asarray, r))
-        if bar is not None:
-            bar.update(weight * int(keys[i : i + chunk].shape[0]))
-    return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
-
-
-def _summary(depths, per_path: np.ndarray) -> dict:
-    """Mean over paths, its standard error and the log-log slope against L."""
-    m = per_path.mean(axis=0)
-    se = per_path.std(axis=0, ddof=1) / math.sqrt(per_path.shape[0]) if per_path.shape[0] > 1 else np.full_like(m, np.nan)
-    fit = loglog_fit(depths, m)
-    half = len(depths) // 2
-    fit_hi = loglog_fit(depths[half:], m[half:])
-    return {"values": m.tolist(), "stderr": se.tolist(), "slope": fit.slope, "slope_stderr": fit.stderr,
-            "slope_large_L": fit_hi.slope}
-
-
-def _settings(quick: bool, n_paths: Optional[int]) -> dict:
-    if n_paths is not None and (not isinstance(n_paths, (int, np.integer)) or n_paths < 2):
-        raise UsageError(f"n_paths must be an integer >= 2, got {n_paths!r}")
-    if quick:
-        s = dict(width=4, depths=[2**j for j in range(4, 11)], n_fine=2**14, paths1=64, paths2=64, chunk1=64, chunk2=32)
-    else:
-        s = dict(width=4, depths=[2**j for j in range(4, 14)], n_fine=2**17, paths1=256, paths2=256, chunk1=64, chunk2=16)
-    if n_paths is not None:
-        s["paths1"] = s["paths2"] = int(n_paths)
-    return s
-
-
-def _plot(out: Path, name: str, title: str, ylabel: str, lines: list) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    for label, depths, vals, slope, style, color in lines:
-        ax.loglog(depths, vals, style, color=color, label=f"{label} (slope {slope:+.2f})")
-        fit = loglog_fit(depths, vals)
-        L = np.asarray(depths, float)
-        ax.loglog(L, np.exp(fit.intercept) * L**fit.slope, ":", color=color, lw=0.8)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("depth L")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / name
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return name
-
-
-def reproduce_backprop(out, *, quick: bool = False, n_paths: Optional[int] = None, progress: bool = True) -> dict:
-    """Backpropagation convergence study (AA §5, SPEC §5); writes ``out/backprop.json`` and PNGs.
-
-    Cases (width d = 4, float64, errors averaged over random paths, slopes of log-log fits vs L):
-
-    - ``regime1-node-<act>``: beta = 0, alpha = 1, A_k = Abar_{k/L}, delta = 1/L, smooth random
-      trends; error sup_k ||J_k - P_{k/L}||_F with P of AA eq. 5.5 (expected slope -1).
-    - ``regime1-linear-<act>``: alpha = beta = 1/2; P of AA eq. 5.6 (expected slope -2 beta = -1
-      for tanh, -beta = -1/2 for sigma''(0) != 0, where the pre-activations O(L^{-beta}) feel sigma'').
-    - ``regime2-<act>``: SP Remark 2.1 Brownian weights from one fine path (n_fine steps) per
-      sample; error E sup_k ||J_k - Phi_1 Phi_{k/L}^{-1}||_F^2 (AA Thm 5; expected slope -1, i.e.
-      strong order 1/2). Also Phi itself, the weight gradients, and the Li et al. adjoint.
-
-    <act> is ``tanh`` (sigma''(0) = 0) or ``csoftplus`` (sigma''(0) = 1/2). Quick: L = 2^4..2^10,
-    64 paths, n_fine = 2^14; full: L = 2^4..2^13, 256 paths, n_fine = 2^17 (n_fine = 16 Lmax: the
-    fine-grid error of the Euler-Maruyama limit, about 1/n_fine in E sup^2, stays below the
-    network's ~1/L; with n_fine = 4 Lmax the last depth would look about 25% too good). ``n_paths`` overrides
-    the number of paths of every case. Returns the JSON dict (``cases`` -> per case ``depths``,
-    ``errors``, ``slope``, ...).
-    """
-    from tqdm.auto import tqdm
-
-    st = _settings(quick, n_paths)
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot create output folder {out}: {e.strerror}") from None
-    depths, d = st["depths"], st["width"]
-    t_start = time.time()
-    cases: dict = {}
-    li_summary: dict = {}
-    total = len(_ACTIVATIONS) * (2 * st["paths1"] + st["paths2"])
-    with jax.enable_x64(True):
-        bar = tqdm(total=total, desc="backprop paths", disable=not progress, unit="path")
-        root = jax.random.PRNGKey(20210705)
-        for kind in ("node", "linear"):
-            t0 = time.time()
-            keys = jax.random.split(jax.random.fold_in(root, 1), st["paths1"])  # same trends for all cases
-            fn = lambda k, kind=kind: _regime1_path(  # noqa: E731
-                k, depths=tuple(depths), width=d, activations=_ACTIVATIONS, node=kind == "node"
-            )
-            bar.set_postfix_str(f"regime1-{kind}")
-            r = _run_paths(fn, keys, st["chunk1"], bar, weight=len(_ACTIVATIONS))
-            secs = round(time.time() - t0, 2)
-            for act in _ACTIVATIONS:
-                e, g = _summary(depths, r[f"{act}:errors"]), _summary(depths, r[f"{act}:grad_errors"])
-                alpha = 1.0 if kind == "node" else _LINEAR_ALPHA
-                beta = 1.0 - alpha
-                if kind == "node":
-                    expected = -1.0
-                else:
-                    expected = -min(1.0, 2 * beta) if get_activation(act).d2_at_0 == 0 else -min(1.0, beta)
-                cases[f"regime1-{kind}-{act}"] = {
-                    "regime": 1, "case": "neural-ode" if kind == "node" else "linear", "activation": act,
-                    "alpha": alpha, "beta": beta,
-                    "metric": "mean over paths of sup_k ||J_k - P_{k/L}||_F",
-                    "limit": "AA eq. 5.5 (dP = -P diag(sigma'(Abar H + bbar)) Abar dt)" if kind == "node"
-                    else "AA eq. 5.6 (dP = -P Abar dt)",
-                    "depths": depths, "errors": e["values"], "errors_stderr": e["stderr"],
-                    "slope": e["slope"], "slope_stderr": e["slope_stderr"], "slope_large_L": e["slope_large_L"],
-                    "expected_slope": expected,
-                    "grad_metric": "mean over paths of sup_k ||L^alpha dl/dA_k - G^A_{k/L}||_F + ||L^alpha dl/db_k - G^b_{k/L}||",
-                    "grad_errors": g["values"], "grad_slope": g["slope"],
-                    "n_paths": st["paths1"], "seconds_both_activations": secs,
-                }
-        t0 = time.time()
-        keys = jax.random.split(jax.random.fold_in(root, 2), st["paths2"])  # same paths for both activations
-        fn = lambda k: _regime2_path(  # noqa: E731
-            k, depths=tuple(depths), width=d, n_fine=st["n_fine"], activations=_ACTIVATIONS, li=True
-        )
-        bar.set_postfix_str("regime2")
-        r = _run_paths(fn, keys, st["chunk2"], bar, weight=len(_ACTIVATIONS))
-        secs = round(time.time() - t0, 2)
-        for act in _ACTIVATIONS:
-            s = {k: _summary(depths, r[f"{act}:{k}"])
-                 for k in ("errors", "phi_errors", "grad_errors", "li_errors", "naive_errors")}
-            cases[f"regime2-{act}"] = {
-                "regime": 2, "case": "diffusive (SP Remark 2.1 Brownian weights, alpha = 0)", "activation": act,
-                "metric": "mean over paths of sup_k ||J_k - Phi_1 Phi_{k/L}^{-1}||_F^2",
-                "limit": "AA eq. 5.10-5.11, Ito, diffrax Euler on the fine path",
-                "n_fine": st["n_fine"], "depths": depths,
-                "errors": s["errors"]["values"], "errors_stderr": s["errors"]["stderr"],
-                "slope": s["errors"]["slope"], "slope_stderr": s["errors"]["slope_stderr"],
-                "slope_large_L": s["errors"]["slope_large_L"], "expected_slope": -1.0,
-                "phi_errors": s["phi_errors"]["values"], "phi_slope": s["phi_errors"]["slope"],
-                "grad_metric": "mean over paths of sup_k ||dl/dA_k - G^A_{k/L}||_F^2 + ||dl/db_k - G^b_{k/L}||^2",
-                "grad_errors": s["grad_errors"]["values"], "grad_slope": s["grad_errors"]["slope"],
-                "li_errors": s["li_errors"]["values"], "li_slope": s["li_errors"]["slope"],
-                "naive_errors": s["naive_errors"]["values"], "naive_slope": s["naive_errors"]["slope"],
-                "n_paths": st["paths2"], "seconds_both_activations": secs,
-            }
-            lv, nv = r[f"{act}:li_vs_phi"], r[f"{act}:naive_vs_phi"]
-            li_summary[act] = {
-                "metric": "mean over paths of sup_k ||J^adjoint_{k/Lmax} - Phi_1 Phi_{k/Lmax}^{-1}||_F^2",
-                "li_vs_phi": float(lv.mean()),
-                "li_vs_phi_stderr": float(lv.std(ddof=1) / math.sqrt(len(lv))),
-                "naive_vs_phi": float(nv.mean()),
-                "naive_vs_phi_stderr": float(nv.std(ddof=1) / math.sqrt(len(nv))),
-            }
-        bar.close()
-    figures = []
-    colors = {"tanh": "C0", "csoftplus": "C3"}
-    for kind, title in (("node", "Regime 1, neural-ODE case (beta=0, alpha=1)"),
-                        ("linear", "Regime 1, linear case (alpha=beta=1/2)")):
-        lines = []
-        for a, m in zip(_ACTIVATIONS, ("o-", "s-")):
-            c = cases[f"regime1-{kind}-{a}"]
-            lines.append((f"{a}: J vs P", depths, c["errors"], c["slope"], m, colors[a]))
-            lines.append((f"{a}: weight grads", depths, c["grad_errors"], c["grad_slope"], m[0] + "--", colors[a]))
-        figures.append(_plot(out, f"backprop_regime1_{kind}.png", title + f", d={d}, {st['paths1']} paths",
-                             "mean sup_k ||J_k - P_{k/L}||_F  (grads: L^alpha-rescaled)", lines))
-    lines = []
-    for a, m in zip(_ACTIVATIONS, ("o-", "s-")):
-        c = cases[f"regime2-{a}"]
-        lines.append((f"{a}: J vs Phi_1 Phi_t^-1", depths, c["errors"], c["slope"], m, colors[a]))
-        lines.append((f"{a}: J vs Li et al. adjoint", depths, c["li_errors"], c["li_slope"], m[0] + "--", colors[a]))
-        lines.append((f"{a}: J vs adjoint w/o Strat. drift", depths, c["naive_errors"], c["naive_slope"], m[0] + ":",
-                      colors[a]))
-    figures.append(_plot(out, "backprop_regime2.png",
-                         f"Regime 2, Brownian weights, d={d}, {st['paths2']} paths, {st['n_fine']} fine steps",
-                         "E sup_k ||J_k - J_{k/L}||_F^2", lines))
-    result = {
-        "settings": {
-            "width": d, "depths": depths, "n_fine": st["n_fine"], "paths_regime1": st["paths1"],
-            "paths_regime2": st["paths2"], "dtype": "float64", "quick": bool(quick),
-            "linear_case_alpha_beta": [_LINEAR_ALPHA, 1 - _LINEAR_ALPHA],
-            "regime1_solver": "diffrax Tsit5, PID rtol 1e-10 atol 1e-12; forward H dense, P backward from t=1",
-            "regime2_solver": "diffrax Euler (= Euler-Maruyama, Ito) with StepTo on the fine knots",
-            "li_solver": "diffrax Heun (Stratonovich) in reversed time on the same fine path",
-        },
-        "cases": cases,
-        "li_adjoint": li_summary,
-        "figures": figures,
-        "seconds": round(time.time() - t_start, 1),
-    }
-    (out / "backprop.json").write_text(json.dumps(result, indent=1))
-    return result

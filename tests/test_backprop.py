@@ -250,32 +250,6 @@ def test_regime2_error_decreases_with_depth_and_li_adjoint(activation):
         assert naive > 10 * li, (naive, li)
 
 
-@pytest.mark.slow
-def test_reproduce_backprop_quick(tmp_path):
-    """The CLI entry point writes backprop.json with per-case depths, errors, slope and the PNGs."""
-    import json
-
-    res = bp.reproduce_backprop(tmp_path / "out", quick=True, n_paths=8, progress=False)
-    data = json.loads((tmp_path / "out" / "backprop.json").read_text())
-    assert set(data["cases"]) == {
-        "regime1-node-tanh", "regime1-node-csoftplus", "regime1-linear-tanh", "regime1-linear-csoftplus",
-        "regime2-tanh", "regime2-csoftplus",
-    }
-    for name, c in data["cases"].items():
-        assert len(c["depths"]) == len(c["errors"]) == 7
-        assert c["slope"] < -0.3, (name, c["slope"])
-    for f in data["figures"]:
-        assert (tmp_path / "out" / f).stat().st_size > 1000
-    assert res["cases"]["regime2-tanh"]["slope"] == data["cases"]["regime2-tanh"]["slope"]
-
-
-def test_bad_n_paths_is_usage_error(tmp_path):
-    from resnet_limits.errors import UsageError
-
-    with pytest.raises(UsageError):
-        bp.reproduce_backprop(tmp_path, quick=True, n_paths=1, progress=False)
-
-
 def test_phi_sde_trend_term_and_qv_object():
     """beta = 1 drift with no noise: Phi_t = expm(Abar t), Psi_t = Phi_t^{-1}, and the Li adjoint
     gives expm(Abar (1 - t)); C from a limits.QuadraticVariation (Remark 2.1) is I/d^2."""
@@ -308,3 +282,31 @@ def test_phi_sde_trend_term_and_qv_object():
             np.testing.assert_allclose(sol.Phi[k], scipy.linalg.expm(A * t), atol=1e-2)
             np.testing.assert_allclose(J_li[k], scipy.linalg.expm(A * (1 - t)), atol=5e-6)  # Heun: O(1/n^2)
             np.testing.assert_allclose(sol.jacobian_limit()[k], scipy.linalg.expm(A * (1 - t)), atol=1e-2)
+
+
+def test_regime1_path_errors_shrink_with_depth():
+    """The per-path errors of the study (AA Thm 4): one key per path, vmapped; both cases."""
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    with jax.enable_x64(True):
+        for alpha in (1.0, 0.5):
+            r = jax.jit(jax.vmap(lambda k: bp.regime1_path_errors(  # noqa: B023
+                k, depths=(4, 16), width=3, activations=("tanh",), alpha=alpha)))(keys)
+            assert set(r) == {"tanh:errors", "tanh:grad_errors"}
+            for v in r.values():
+                assert v.shape == (2, 2) and np.all(np.isfinite(v))
+                assert np.all(np.diff(np.asarray(v), axis=1) < 0), (alpha, v)
+
+
+def test_regime2_path_errors_keys_and_decrease():
+    """Regime 2 per path (AA Thm 5): J, Phi and gradient errors, the Li et al. adjoint's."""
+    keys = jax.random.split(jax.random.PRNGKey(4), 8)
+    with jax.enable_x64(True):
+        r = jax.jit(jax.vmap(lambda k: bp.regime2_path_errors(
+            k, depths=(2, 32), width=3, n_fine=64, activations=("tanh", "csoftplus"), li=True)))(keys)
+    for act in ("tanh", "csoftplus"):
+        for m in ("errors", "phi_errors", "grad_errors", "li_errors", "naive_errors"):
+            v = np.asarray(r[f"{act}:{m}"])
+            assert v.shape == (8, 2) and np.all(np.isfinite(v)), (act, m)
+        e = np.asarray(r[f"{act}:errors"]).mean(0)
+        assert e[1] < e[0] / 4, (act, e)
+        assert r[f"{act}:li_vs_phi"].shape == (8,)

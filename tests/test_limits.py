@@ -10,6 +10,7 @@ import pytest
 from jax.scipy.linalg import expm
 
 from resnet_limits.limits import (
+    SDE_CASES,
     AffineControlTerm,
     BrownianQ,
     ConstantPath,
@@ -19,11 +20,18 @@ from resnet_limits.limits import (
     brownian_network,
     brownian_qv,
     coarsen_increments,
+    error_rate,
     estimate_qv,
+    map_paths,
     moving_average,
+    network_and_limit,
+    ode_strong_errors,
+    sde_strong_errors,
     solve_linear_ode,
     solve_neural_ode,
     solve_sde,
+    sup_sq_error,
+    surrogate_forward,
     uniform_grid,
     weight_paths,
 )
@@ -265,3 +273,88 @@ def test_scalar_network_converges_to_stochastic_exponential():
     keys = jax.random.split(jax.random.PRNGKey(9), 128)
     errs = [float(jnp.mean(jax.vmap(lambda k: err(k, L))(keys))) for L in (16, 64, 256)]
     assert errs[0] > 2 * errs[1] > 4 * errs[2], errs
+
+
+# ------------------------------------------------------------------ strong errors (strong.py) ----
+
+
+def test_sup_sq_error_is_the_sup_of_squared_norms():
+    a = jnp.zeros((3, 2, 2))
+    b = jnp.zeros((3, 2, 2)).at[1].set(jnp.eye(2)).at[2, 0, 1].set(3.0)
+    assert float(sup_sq_error(a, b)) == 9.0
+    assert float(sup_sq_error(jnp.ones((4, 3)), jnp.zeros((4, 3)))) == 3.0
+
+
+def test_error_rate_mean_stderr_and_slopes():
+    depths = [4, 8, 16, 32]
+    per_path = np.stack([3.0 / np.asarray(depths, float), 5.0 / np.asarray(depths, float)])  # mean 4/L
+    r = error_rate(depths, per_path)
+    np.testing.assert_allclose(r.mean, 4.0 / np.asarray(depths))
+    np.testing.assert_allclose(r.stderr, np.std(per_path, axis=0, ddof=1) / math.sqrt(2))
+    assert r.fit.slope == pytest.approx(-1.0) and r.tail.slope == pytest.approx(-1.0)
+    assert r.tail_depths == [16, 32]
+    assert np.all(error_rate(depths, per_path[:1]).stderr == 0)  # one path: no spread
+
+
+def test_map_paths_chunks_equal_one_vmap():
+    keys = jax.random.split(jax.random.PRNGKey(0), 7)
+    fn = lambda k: {"u": jax.random.normal(k, (2,)), "s": jax.random.uniform(k)}  # noqa: E731
+    seen = []
+    out = map_paths(fn, keys, 3, on_chunk=seen.append)
+    ref = jax.vmap(fn)(keys)
+    assert seen == [3, 3, 1]
+    np.testing.assert_allclose(out["u"], ref["u"], rtol=1e-6)
+    np.testing.assert_allclose(out["s"], ref["s"], rtol=1e-6)
+
+
+def test_strong_errors_of_one_path():
+    """sup_k |h_k - H_{k/L}|^2 per depth for every case on one path and trend: the neural-ODE error
+    falls like L^-2, the Ito-corrected csoftplus error shrinks with L."""
+    with jax.enable_x64(True):
+        key = jax.random.PRNGKey(1)
+        sde = jax.jit(lambda k: sde_strong_errors(k, width=3, n_fine=2**9, depths=(4, 32), qv_blocks=8))(key)
+        ode = jax.jit(lambda k: ode_strong_errors(k, width=3, depths=(8, 64), linear_alphas=(0.5,)))(key)
+    assert set(sde) == set(SDE_CASES) and all(v.shape == (2,) for v in sde.values())
+    assert set(ode) == {"linear-ode-tanh-alpha0.5", "linear-ode-csoftplus-alpha0.5", "neural-ode-tanh"}
+    assert float(ode["neural-ode-tanh"][1]) < float(ode["neural-ode-tanh"][0]) / 16  # Euler, O(1/L^2) squared
+    assert float(sde["sde-csoftplus-ito"][1]) < float(sde["sde-csoftplus-ito"][0])
+
+
+# ------------------------------------------------------------------ one network's limit --------
+
+
+def test_surrogate_forward_homogeneous_form():
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(2)
+        L, d = 5, 3
+        p = ResNetParams(jnp.asarray(rng.normal(size=(L, d, d))), jnp.asarray(rng.normal(size=(L, d))),
+                         jnp.asarray(rng.normal(size=L)))
+        x = jnp.asarray(rng.normal(size=d))
+        h = surrogate_forward(p, x, "per-layer")
+        ref = [np.asarray(x)]
+        for k in range(L):
+            z = np.abs(float(p.delta[k])) * (np.asarray(p.A[k]) @ ref[-1] + np.asarray(p.b[k]))
+            ref.append(ref[-1] + np.sign(float(p.delta[k])) * (np.logaddexp(0, z) - math.log(2)))
+        np.testing.assert_allclose(h, np.stack(ref), rtol=1e-12)
+        # the ReLU network itself is unchanged by the homogeneous rewriting (SP Remark 2.2)
+        hr = forward(p, x, activation="relu", delta_mode="per-layer", return_hidden=True)
+        ref = [np.asarray(x)]
+        for k in range(L):
+            z = np.abs(float(p.delta[k])) * (np.asarray(p.A[k]) @ ref[-1] + np.asarray(p.b[k]))
+            ref.append(ref[-1] + np.sign(float(p.delta[k])) * np.maximum(z, 0))
+        np.testing.assert_allclose(hr, np.stack(ref), rtol=1e-12)
+
+
+def test_network_and_limit_of_a_tanh_network():
+    """tanh, constant weights A_k = R/L, delta = 1: the limit is the linear ODE dH/dt = L delta A(t) H
+    (SP eq. 14), H_t = expm(R t) x; the network is within O(1/L) of it."""
+    with jax.enable_x64(True):
+        L, d = 64, 2
+        R = jnp.array([[0.0, 1.0], [-1.0, 0.0]])
+        p = ResNetParams(jnp.broadcast_to(R / L, (L, d, d)), jnp.zeros((L, d)), None)
+        xs = jnp.eye(d)
+        h, H, extra = network_and_limit(p, xs, "tanh", "none")
+        ref = jax.vmap(lambda t: expm(R * t))(uniform_grid(L))  # (L+1, d, d); column i is H for x = e_i
+    assert extra == {} and h.shape == H.shape == (d, L + 1, d)
+    np.testing.assert_allclose(H, np.transpose(np.asarray(ref), (2, 0, 1)), atol=1e-8)
+    assert float(jnp.max(jnp.abs(h - H))) < 0.05

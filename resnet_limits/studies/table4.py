@@ -3,7 +3,7 @@
 tanh, shared trainable delta, synthetic data (SP App. A), eta in {.01, .003, .001} x
 B in {8, 32, 128}, 5 seeds each; every cell is one resumable sweep
 (``resnet_limits.sweeps.run_sweep``) in its own subfolder of ``out`` and is analysed with
-:func:`resnet_limits.scaling.analyze_run`. The paper's values are printed beside ours.
+:func:`resnet_limits.analysis.analyze_run`. The paper's values are printed beside ours.
 
 Training budget: at least the 5 epochs of SP Table 2 (T_max = ceil(N / B) x epochs, SP Table 3)
 and at least its T_max = 160 updates, i.e. 640, 160 and 160 updates (5, 5 and 20 epochs) for
@@ -16,16 +16,19 @@ does not matter.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
 from typing import Any, Optional
 
+from tqdm.auto import tqdm
+
+from resnet_limits import sweeps
 from resnet_limits.errors import UsageError
+from resnet_limits.studies._io import output_folder, write_json
 
 __all__ = ["BATCH_SIZES", "LEARNING_RATES", "PAPER_TABLE4", "QUICK_DEPTHS", "QUICK_MAX_DEPTH", "cell_dir",
-           "format_table4", "reproduce_table4", "table4_markdown"]
+           "format_table4", "run", "table4_markdown"]
 
 LEARNING_RATES = (0.01, 0.003, 0.001)
 BATCH_SIZES = (8, 32, 128)
@@ -56,13 +59,42 @@ def cell_dir(out, lr: float, batch_size: int) -> Path:
     return Path(out) / f"lr{lr:g}_B{batch_size}"
 
 
-def _pm(m, sd) -> str:
-    if m is None or (isinstance(m, float) and not math.isfinite(m)):
-        return "-"
-    return f"{m:.2f} ± {sd:.2f}" if sd is not None and math.isfinite(sd) else f"{m:.2f}"
+def _cell_config(lr: float, B: int, *, quick: bool, optimizer: Optional[str], seeds: int) -> dict[str, Any]:
+    """The sweep configuration of one cell: the tanh-synthetic preset with this eta and B and the
+    training budget of the module docstring (at least 5 epochs and at least T_max updates)."""
+    base = sweeps.make_config("tanh-synthetic")
+    per_epoch = int(base["n_train"]) // B  # the trainer drops an incomplete last batch
+    t_max = max(int(base["max_updates"]), int(base["epochs"]) * math.ceil(int(base["n_train"]) / B))
+    epochs = max(int(base["epochs"]), math.ceil(t_max / per_epoch))
+    extra = {"depths": [L for L in QUICK_DEPTHS if L <= QUICK_MAX_DEPTH]} if quick else {}
+    return sweeps.make_config("tanh-synthetic", quick=quick, lr=lr, batch_size=B, seeds=seeds,
+                              optimizer=optimizer, max_updates=t_max, epochs=epochs, **extra)
 
 
-def reproduce_table4(
+def _cell_row(cfg: dict, sub: Path, res: dict, train_seconds: float) -> dict[str, Any]:
+    """One cell of the table from its configuration and its analysis (``analyze_run``'s dict)."""
+    lr, B = cfg["lr"], cfg["batch_size"]
+    pa, pasd, pb, pbsd = PAPER_TABLE4[(lr, B)]
+    return {
+        "lr": lr, "batch_size": B, "run_dir": str(sub), "max_updates": cfg["max_updates"], "epochs": cfg["epochs"],
+        "optimizer": cfg["optimizer"],
+        "depths": res["depths"],
+        "alpha": res["alpha"], "alpha_sd": res["alpha_sd"], "alpha_stderr": res["alpha_stderr"],
+        "alpha_per_seed": res["alpha_per_seed"],
+        "beta": res["beta"], "beta_sd": res["beta_sd"], "beta_stderr": res["beta_stderr"],
+        "beta_per_seed": res["beta_per_seed"],
+        "beta_b": res["beta_b"], "beta_b_sd": res["beta_b_sd"],
+        "alpha_plus_beta": res["alpha_plus_beta"],
+        "seeds_used_alpha": sum(1 for v in res["exponents"]["alpha"]["seeds_used"] if v),
+        "seeds_used_beta": sum(1 for v in res["exponents"]["A"]["beta"]["seeds_used"] if v),
+        "diverged": res["diverged"], "converged_fraction": res["converged_fraction"],
+        "verdict_A": res["verdicts"]["A"],
+        "paper": {"alpha": pa, "alpha_sd": pasd, "beta": pb, "beta_sd": pbsd},
+        "train_seconds": round(train_seconds, 1),
+    }
+
+
+def run(
     out,
     *,
     quick: bool = False,
@@ -71,53 +103,25 @@ def reproduce_table4(
     progress: bool = True,
 ) -> dict:
     """Run (or resume) the 9 sweeps of SP Table 4 under ``out``, analyse each, and write
-    ``out/table4.json`` and ``out/table4.md``. Returns the table as a dict (see
-    :func:`format_table4`). ``optimizer`` None keeps the preset's (Adam, see SPEC §6)."""
-    from tqdm.auto import tqdm
-
-    from resnet_limits import scaling, sweeps
+    ``out/table4.json`` (the returned dict) and ``out/table4.md``. ``optimizer`` None keeps the
+    preset's (Adam, see SPEC §6)."""
+    from resnet_limits.analysis import analyze_run
 
     if seeds < 1:
         raise UsageError(f"seeds must be >= 1, got {seeds}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} exists and is not a folder")
+    out = output_folder(out)
     t0 = time.perf_counter()
     cells = []
     grid = [(lr, B) for lr in LEARNING_RATES for B in BATCH_SIZES]
     bar = tqdm(grid, desc="table 4 cells", unit="cell", disable=not progress)
     for lr, B in bar:
         bar.set_postfix(lr=lr, B=B)
-        base = sweeps.make_config("tanh-synthetic")
-        per_epoch = int(base["n_train"]) // B  # the trainer drops an incomplete last batch
-        t_max = max(int(base["max_updates"]), int(base["epochs"]) * math.ceil(int(base["n_train"]) / B))
-        epochs = max(int(base["epochs"]), math.ceil(t_max / per_epoch))
-        extra = {"depths": [L for L in QUICK_DEPTHS if L <= QUICK_MAX_DEPTH]} if quick else {}
-        cfg = sweeps.make_config("tanh-synthetic", quick=quick, lr=lr, batch_size=B, seeds=seeds,
-                                 optimizer=optimizer, max_updates=t_max, epochs=epochs, **extra)
+        cfg = _cell_config(lr, B, quick=quick, optimizer=optimizer, seeds=seeds)
         sub = cell_dir(out, lr, B)
         tc = time.perf_counter()
         sweeps.run_sweep(cfg, sub, progress=progress)
         t_train = time.perf_counter() - tc
-        res = scaling.analyze_run(sub, progress=False, figures=not quick)
-        pa, pasd, pb, pbsd = PAPER_TABLE4[(lr, B)]
-        cells.append({
-            "lr": lr, "batch_size": B, "run_dir": str(sub), "max_updates": t_max, "epochs": epochs,
-            "optimizer": cfg["optimizer"],
-            "depths": res["depths"],
-            "alpha": res["alpha"], "alpha_sd": res["alpha_sd"], "alpha_stderr": res["alpha_stderr"],
-            "alpha_per_seed": res["alpha_per_seed"],
-            "beta": res["beta"], "beta_sd": res["beta_sd"], "beta_stderr": res["beta_stderr"],
-            "beta_per_seed": res["beta_per_seed"],
-            "beta_b": res["beta_b"], "beta_b_sd": res["beta_b_sd"],
-            "alpha_plus_beta": res["alpha_plus_beta"],
-            "seeds_used_alpha": sum(1 for v in res["exponents"]["alpha"]["seeds_used"] if v),
-            "seeds_used_beta": sum(1 for v in res["exponents"]["A"]["beta"]["seeds_used"] if v),
-            "diverged": res["diverged"], "converged_fraction": res["converged_fraction"],
-            "verdict_A": res["verdicts"]["A"],
-            "paper": {"alpha": pa, "alpha_sd": pasd, "beta": pb, "beta_sd": pbsd},
-            "train_seconds": round(t_train, 1),
-        })
+        cells.append(_cell_row(cfg, sub, analyze_run(sub, progress=False, figures=not quick), t_train))
     result = {
         "table": "SP Table 4 (tanh, shared delta, synthetic)",
         "quick": quick, "seeds": seeds,
@@ -127,11 +131,15 @@ def reproduce_table4(
         "cells": cells,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    result = scaling._json_clean(result)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table4.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_json(out / "table4.json", result)
     (out / "table4.md").write_text(table4_markdown(result) + "\n")
     return result
+
+
+def _pm(m, sd) -> str:
+    if m is None or (isinstance(m, float) and not math.isfinite(m)):
+        return "-"
+    return f"{m:.2f} ± {sd:.2f}" if sd is not None and math.isfinite(sd) else f"{m:.2f}"
 
 
 def _cell(result: dict, lr: float, B: int) -> Optional[dict]:
@@ -141,21 +149,30 @@ def _cell(result: dict, lr: float, B: int) -> Optional[dict]:
     return None
 
 
+def _ours_and_paper(result: dict, lr: float, B: int, key: str) -> tuple[str, float, float]:
+    """(our mean ± sd of ``key`` ("alpha" or "beta") or "not run", the paper's mean, the paper's sd)."""
+    c = _cell(result, lr, B)
+    p = PAPER_TABLE4[(lr, B)]
+    pm, psd = (p[0], p[1]) if key == "alpha" else (p[2], p[3])
+    return (_pm(c.get(key), c.get(f"{key}_sd")) if c else "not run"), pm, psd
+
+
+def _header(result: dict) -> str:
+    return (f"{result.get('optimizer')}, {result.get('seeds')} seeds, depths up to "
+            f"{result.get('max_depth')}{', quick' if result.get('quick') else ''}")
+
+
 def table4_markdown(result: dict) -> str:
     """The paper's layout in Markdown: alpha and beta (mean ± sd over seeds), ours and the paper's."""
-    lines = [f"# SP Table 4, reproduced ({result.get('optimizer')}, {result.get('seeds')} seeds, "
-             f"depths up to {result.get('max_depth')}{', quick' if result.get('quick') else ''})", ""]
+    lines = [f"# SP Table 4, reproduced ({_header(result)})", ""]
     for key, sym in (("alpha", "α"), ("beta", "β")):
         lines.append(f"| {sym}: ours (paper) | " + " | ".join(f"B = {B}" for B in BATCH_SIZES) + " |")
         lines.append("|---|" + "---|" * len(BATCH_SIZES))
         for lr in LEARNING_RATES:
             row = []
             for B in BATCH_SIZES:
-                c = _cell(result, lr, B)
-                p = PAPER_TABLE4[(lr, B)]
-                pv = (p[0], p[1]) if key == "alpha" else (p[2], p[3])
-                ours = _pm(c.get(key), c.get(f"{key}_sd")) if c else "not run"
-                row.append(f"{ours} ({pv[0]:.2f} ± {pv[1]:.2f})")
+                ours, pm, psd = _ours_and_paper(result, lr, B, key)
+                row.append(f"{ours} ({pm:.2f} ± {psd:.2f})")
             lines.append(f"| η = {lr:g} | " + " | ".join(row) + " |")
         lines.append("")
     lines.append("| α + β: ours (paper) | " + " | ".join(f"B = {B}" for B in BATCH_SIZES) + " |")
@@ -174,9 +191,7 @@ def table4_markdown(result: dict) -> str:
 def format_table4(result: dict) -> str:
     """Plain-text Table 4 in the paper's layout (alpha left, beta right), paper values beside."""
     w = 26
-    head = (f"SP Table 4 ({result.get('optimizer')}, {result.get('seeds')} seeds, depths up to "
-            f"{result.get('max_depth')}{', quick' if result.get('quick') else ''}); cells: ours [paper]")
-    lines = [head, ""]
+    lines = [f"SP Table 4 ({_header(result)}); cells: ours [paper]", ""]
     hdr = f"{'α':<10}" + "".join(f"{'B = ' + str(B):<{w}}" for B in BATCH_SIZES)
     hdr += "   " + f"{'β':<10}" + "".join(f"{'B = ' + str(B):<{w}}" for B in BATCH_SIZES)
     lines.append(hdr)
@@ -185,11 +200,8 @@ def format_table4(result: dict) -> str:
         for key in ("alpha", "beta"):
             s = f"{'η = ' + format(lr, 'g'):<10}"
             for B in BATCH_SIZES:
-                c = _cell(result, lr, B)
-                p = PAPER_TABLE4[(lr, B)]
-                pv = (p[0], p[1]) if key == "alpha" else (p[2], p[3])
-                ours = _pm(c.get(key), c.get(f"{key}_sd")) if c else "not run"
-                s += f"{ours + f' [{pv[0]:.2f}±{pv[1]:.2f}]':<{w}}"
+                ours, pm, psd = _ours_and_paper(result, lr, B, key)
+                s += f"{ours + f' [{pm:.2f}±{psd:.2f}]':<{w}}"
             parts.append(s)
         lines.append("   ".join(parts))
     lines.append("")
@@ -197,6 +209,6 @@ def format_table4(result: dict) -> str:
              if c.get("diverged")]
     if flags:
         lines.append("diverged seeds (left out of the fits): " + "; ".join(flags))
-    lines.append(f"α + β per cell: " + ", ".join(
+    lines.append("α + β per cell: " + ", ".join(
         f"{c['alpha_plus_beta']:.2f}" if c.get("alpha_plus_beta") is not None else "-" for c in result.get("cells", [])))
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Tests of the SP Table-4 driver: the grid, folders, JSON/Markdown output and the paper values.
+"""Tests of resnet_limits.studies.table4, the SP Table-4 driver: the grid, folders, JSON/Markdown output and the paper values.
 
 The default tests replace the trainer by planted weights with known exponents (fast); the slow
 test runs the real trainer on one shrunken cell.
@@ -12,7 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from resnet_limits import sweeps, table4
+from resnet_limits import sweeps
+from resnet_limits.studies import table4
 
 
 def _fake_run_sweep(cfg, out_dir, *, progress=True):
@@ -49,7 +50,7 @@ def test_paper_table4_values():
 def test_reproduce_table4_plumbing(tmp_path, monkeypatch):
     monkeypatch.setattr(sweeps, "run_sweep", _fake_run_sweep)
     monkeypatch.setattr(table4, "QUICK_MAX_DEPTH", 40)
-    res = table4.reproduce_table4(tmp_path / "t4", quick=True, seeds=2, progress=False)
+    res = table4.run(tmp_path / "t4", quick=True, seeds=2, progress=False)
     assert len(res["cells"]) == 9 and res["seeds"] == 2 and res["optimizer"] == "adam"
     for c in res["cells"]:
         assert c["alpha"] == pytest.approx(0.6 + c["lr"] * 10, abs=0.01)
@@ -61,6 +62,7 @@ def test_reproduce_table4_plumbing(tmp_path, monkeypatch):
         cfg = json.loads((table4.cell_dir(tmp_path / "t4", c["lr"], c["batch_size"]) / "config.json").read_text())
         assert cfg["lr"] == c["lr"] and cfg["batch_size"] == c["batch_size"] and cfg["seeds"] == 2
     saved = json.loads((tmp_path / "t4" / "table4.json").read_text())
+    assert set(saved) == set(res) and saved["cells"] == res["cells"]  # the JSON is the returned dict
     assert saved["cells"][0]["paper"]["alpha"] == 0.69
     md = (tmp_path / "t4" / "table4.md").read_text()
     assert "(0.73 ± 0.02)" in md and "η = 0.003" in md and "B = 128" in md
@@ -79,7 +81,7 @@ def test_reproduce_table4_passes_the_optimizer(tmp_path, monkeypatch):
     monkeypatch.setattr(table4, "QUICK_MAX_DEPTH", 20)
     monkeypatch.setattr(table4, "LEARNING_RATES", (0.01,))
     monkeypatch.setattr(table4, "BATCH_SIZES", (32,))
-    res = table4.reproduce_table4(tmp_path / "t4", quick=True, optimizer="sgd", seeds=2, progress=False)
+    res = table4.run(tmp_path / "t4", quick=True, optimizer="sgd", seeds=2, progress=False)
     assert seen == ["sgd"] and res["optimizer"] == "sgd"
     monkeypatch.undo()  # the full 3 x 3 grid again: the other cells were not run
     assert "not run" in table4.format_table4(res)
@@ -91,9 +93,9 @@ def test_reproduce_table4_one_real_cell(tmp_path, monkeypatch):
     monkeypatch.setattr(table4, "QUICK_MAX_DEPTH", 10)
     monkeypatch.setattr(table4, "LEARNING_RATES", (0.01,))
     monkeypatch.setattr(table4, "BATCH_SIZES", (128,))
-    res = table4.reproduce_table4(tmp_path / "t4", quick=True, seeds=2, progress=False)
+    res = table4.run(tmp_path / "t4", quick=True, seeds=2, progress=False)
     c = res["cells"][0]
     assert c["depths"] == [4, 6, 10] and math.isfinite(c["alpha"]) and math.isfinite(c["beta"])
     # resumable: a second call trains nothing and gives the same numbers
-    res2 = table4.reproduce_table4(tmp_path / "t4", quick=True, seeds=2, progress=False)
+    res2 = table4.run(tmp_path / "t4", quick=True, seeds=2, progress=False)
     assert res2["cells"][0]["alpha"] == c["alpha"]

@@ -1,0 +1,47 @@
+"""Tests of resnet_limits.studies.backprop (AA §5, SPEC §5): the study's files and its dict."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from resnet_limits.errors import UsageError
+from resnet_limits.studies import backprop as study
+
+TINY = dict(width=2, depths=[2, 4], n_fine=8, paths1=2, paths2=2, chunk1=2, chunk2=2)
+
+
+@pytest.mark.slow
+def test_reproduce_backprop_quick(tmp_path):
+    """The CLI entry point writes backprop.json with per-case depths, errors, slope and the PNGs."""
+    res = study.run(tmp_path / "out", quick=True, n_paths=8, progress=False)
+    data = json.loads((tmp_path / "out" / "backprop.json").read_text())
+    assert set(data["cases"]) == {
+        "regime1-node-tanh", "regime1-node-csoftplus", "regime1-linear-tanh", "regime1-linear-csoftplus",
+        "regime2-tanh", "regime2-csoftplus",
+    }
+    for name, c in data["cases"].items():
+        assert len(c["depths"]) == len(c["errors"]) == 7
+        assert c["slope"] < -0.3, (name, c["slope"])
+    for f in data["figures"]:
+        assert (tmp_path / "out" / f).stat().st_size > 1000
+    assert res["cases"]["regime2-tanh"]["slope"] == data["cases"]["regime2-tanh"]["slope"]
+
+
+def test_bad_n_paths_is_usage_error(tmp_path):
+    with pytest.raises(UsageError):
+        study.run(tmp_path, quick=True, n_paths=1, progress=False)
+
+
+def test_run_writes_the_returned_dict(tmp_path, monkeypatch):
+    """backprop.json has the keys of the returned dict (tiny sizes); the summary names each case."""
+    monkeypatch.setattr(study, "_settings", lambda quick, n_paths: dict(TINY))
+    monkeypatch.setattr(study, "ACTIVATIONS", ("tanh",))  # one compiled activation: fast
+    res = study.run(tmp_path / "out", progress=False)
+    saved = json.loads((tmp_path / "out" / "backprop.json").read_text())
+    assert set(saved) == set(res) == {"settings", "cases", "li_adjoint", "figures", "seconds"}
+    assert set(saved["cases"]) == set(res["cases"]) == {"regime1-node-tanh", "regime1-linear-tanh", "regime2-tanh"}
+    assert saved["figures"] == ["backprop_regime1_node.png", "backprop_regime1_linear.png", "backprop_regime2.png"]
+    text = study.format_backprop(res)
+    assert all(name in text for name in res["cases"]) and "Li et al. adjoint (tanh)" in text
