@@ -83,7 +83,7 @@ def _seed(name: str, limit: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from resnet_limits.models import ACTIVATIONS
+    from resnet_limits.models import ACTIVATIONS, DELTA_MODES
     from resnet_limits.sweeps import PRESETS, SEED_LIMIT
     from resnet_limits.training import OPTIMIZERS
 
@@ -134,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=_positive_int("seeds"), default=5, help="table4: seeds per cell")
     r.add_argument("--paths", type=_positive_int("paths"), help="convergence/backprop: Brownian paths")
     r.add_argument("--no-progress", action="store_true")
+
+    w = sub.add_parser("import-weights",
+                       help="make a run folder of networks trained elsewhere (.npz or the authors' .p)")
+    w.add_argument("sources", nargs="+", type=Path, metavar="SRC",
+                   help=".npz files (A (L,d,d), b (L,d), optional delta), the authors' depth folders "
+                        "(weights/A.p, b.p, C.p) or folders holding either")
+    w.add_argument("--out", required=True, type=Path, help="the run folder to write (empty, new, or an earlier import)")
+    w.add_argument("--activation", default="tanh", help=f"the networks' activation (default tanh): "
+                                                        f"{', '.join(sorted(ACTIVATIONS))}")
+    w.add_argument("--delta-mode", choices=DELTA_MODES,
+                   help="default: none without delta, shared for one value, per-layer for one per layer")
+    w.add_argument("--row-convention", action="store_true",
+                   help=".npz networks compute h @ A_k (A is transposed); the authors' .p files always do")
 
     sub.add_parser("presets", help="list the presets and their settings")
     return p
@@ -231,6 +244,18 @@ def _print_slopes(res: dict) -> None:
             print(f"{name:40s} slope {case['slope']:+.3f}")
 
 
+def _import_weights(args) -> int:
+    from resnet_limits.sweeps import finished_depths, load_config
+    from resnet_limits.weights import import_weights
+
+    out = import_weights(args.sources, args.out, activation=args.activation, delta_mode=args.delta_mode,
+                         row_convention=args.row_convention)
+    cfg = load_config(out)
+    print(f"imported {len(finished_depths(out))} depths into {out} (width {cfg['width']}, up to {cfg['seeds']} "
+          f"networks per depth, {cfg['activation']}, delta {cfg['delta_mode']}): {' '.join(map(str, cfg['depths']))}")
+    return 0
+
+
 def _presets(args) -> int:
     from resnet_limits.sweeps import PRESETS
 
@@ -242,6 +267,7 @@ def _presets(args) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "sweep": _sweep, "analyze": _analyze, "limits": _limits, "reproduce": _reproduce, "presets": _presets,
+    "import-weights": _import_weights,
 }
 
 
@@ -288,7 +314,7 @@ def _log_folder(args) -> Optional[Path]:
     folder = getattr(args, "run_dir", None) or getattr(args, "out", None)
     if folder is None or not Path(folder).is_dir():
         return None
-    if args.command in ("sweep", "analyze", "limits") and not (Path(folder) / "config.json").is_file():
+    if args.command in ("sweep", "analyze", "limits", "import-weights") and not (Path(folder) / "config.json").is_file():
         return None  # not a run yet: writing there would make a folder the next sweep refuses
     return Path(folder)
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resnet_limits import sweeps
+from resnet_limits import sweeps, weights
 from resnet_limits.errors import UsageError
 from resnet_limits.limits import SURROGATE, SURROGATE_EPS, network_and_limit
 from resnet_limits.models import ResNetParams
@@ -89,6 +89,13 @@ def _load(run_dir, depth: int, seed: int, n_inputs: int):
     return cfg, params_all, metrics
 
 
+def _test_inputs(cfg: dict, n: int) -> np.ndarray:
+    """The first ``n`` test inputs of the run; an imported run has none, so synthetic probes."""
+    if cfg["dataset"] == weights.IMPORTED:
+        return weights.probe_inputs(cfg, n)
+    return np.asarray(sweeps.dataset_for(cfg).x_test)[:n]
+
+
 def run(run_dir, depth: int, *, seed: int = 0, n_inputs: int = 8, out=None, progress: bool = True) -> dict:
     """Trained network of a sweep vs its deep limit on the first ``n_inputs`` test inputs.
 
@@ -100,10 +107,10 @@ def run(run_dir, depth: int, *, seed: int = 0, n_inputs: int = 8, out=None, prog
     out_dir = output_folder(out if out is not None else run_dir / "limits")
     activation, delta_mode = cfg["activation"], cfg["delta_mode"]
     t0 = time.time()
-    data = sweeps.dataset_for(cfg)
+    x_test = _test_inputs(cfg, n_inputs)
     with jax.enable_x64(True):
         params = _one_seed(params_all, seed)
-        xs = jnp.asarray(np.asarray(data.x_test)[:n_inputs], jnp.float64)
+        xs = jnp.asarray(x_test, jnp.float64)
         h, H, extra = jax.jit(lambda p, x: network_and_limit(p, x, activation, delta_mode))(params, xs)
         h, H = np.asarray(h), np.asarray(H)
         extra = {k: np.asarray(v) for k, v in extra.items()}
