@@ -1,10 +1,18 @@
-"""Datasets of SP §3.1 / SPEC §6: the synthetic ODE task and the MNIST embedding."""
+"""Datasets of SP §3.1 / SPEC §6: the synthetic ODE task, the MNIST embedding, CIFAR-10.
+
+Image data sets come as :class:`LabelledImages`: uint8 images, integer labels and an ``info``
+dict saying where they came from and how train and test were split. Each is read from a
+folder of the original files (``data_dir``), else through tensorflow-datasets'
+``data_source`` (no TensorFlow needed). A data set that is neither here nor downloadable
+raises a one-line :class:`UsageError` saying what to download or which flag to pass.
+"""
 
 from __future__ import annotations
 
 import gzip
 import math
 import os
+import socket
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -12,7 +20,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Dataset", "synthetic", "mnist_embedding", "load_mnist_idx"]
+from resnet_limits.errors import UsageError
+
+__all__ = [
+    "CIFAR10_FILES",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "Dataset",
+    "HOLDOUT_EVERY",
+    "LabelledImages",
+    "MNIST_FILES",
+    "cifar10_images",
+    "embed_mnist",
+    "load_cifar10_bin",
+    "load_mnist_idx",
+    "mnist_dataset",
+    "mnist_embedding",
+    "mnist_images",
+    "mock_cifar10",
+    "synthetic",
+]
 
 
 class Dataset(NamedTuple):
@@ -59,32 +86,162 @@ def synthetic(
     return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
 
 
-# ---------------------------------------------------------------- MNIST ---------------
+# ------------------------------------------------------------ image data sets ------------
 
-def load_mnist_idx(images_gz: str | os.PathLike, labels_gz: str | os.PathLike):
-    """Read canonical MNIST idx ``.gz`` files into (uint8 images N x 28 x 28, int labels N)."""
-    with gzip.open(images_gz, "rb") as f:
-        raw = f.read()
-    n, rows, cols = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
-    images = np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows, cols)
-    with gzip.open(labels_gz, "rb") as f:
-        raw = f.read()
-    labels = np.frombuffer(raw, np.uint8, offset=8).astype(np.int32)
+class LabelledImages(NamedTuple):
+    """Images (uint8) and integer labels of a train/test split, and where they came from.
+
+    ``info`` is JSON-ready: ``dataset``, ``source``, ``split`` (one line saying how train and
+    test were made; a sweep records it in its config.json and prints it), ``n_train``, ``n_test``.
+    """
+
+    train_images: np.ndarray  # (N, H, W) or (N, H, W, C), uint8
+    train_labels: np.ndarray  # (N,) int32
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    info: dict
+
+
+def _check_sizes(n_train: Optional[int], n_test: Optional[int]) -> None:
+    for name, n in (("n_train", n_train), ("n_test", n_test)):
+        if n is not None and n < 1:
+            raise UsageError(f"{name} must be >= 1, got {n}")
+
+
+def _labelled(train, test, n_train, n_test, **info) -> LabelledImages:
+    """Cap each split at its first ``n_train`` / ``n_test`` examples and record the sizes."""
+    (xtr, ytr), (xte, yte) = train, test
+    xtr, ytr, xte, yte = xtr[:n_train], ytr[:n_train], xte[:n_test], yte[:n_test]
+    info = dict(info, n_train=int(len(xtr)), n_test=int(len(xte)))
+    return LabelledImages(xtr, ytr.astype(np.int32), xte, yte.astype(np.int32), info)
+
+
+# tensorflow-datasets (``data_source`` needs no TensorFlow). Hosts its builders download from.
+_TFDS_HOSTS = {"mnist": "storage.googleapis.com", "cifar10": "www.cs.toronto.edu"}
+
+
+def _online(host: str, timeout: float = 5.0) -> bool:
+    """Whether ``host`` answers on port 443 (tfds retries a dead network for minutes)."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _tfds_source(name: str, split: str, offline_hint: str):
+    """``tfds.data_source(name, split)``: the prepared copy, else a download; one-line errors."""
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.data_source(name, split=split, download=False)
+    except Exception:  # not prepared here: tfds raises several kinds; a download may fix it
+        pass
+    if not _online(_TFDS_HOSTS[name]):
+        raise UsageError(f"{name} is not in the tensorflow-datasets folder and there is no network: {offline_hint}")
+    try:
+        return tfds.data_source(name, split=split)
+    except (ImportError, OSError) as e:  # missing download extras, connection errors
+        raise UsageError(
+            f"tensorflow-datasets could not download {name} ({type(e).__name__}: {e}); {offline_hint}"
+        ) from None
+
+
+def _tfds_arrays(name: str, split: str, offline_hint: str) -> tuple[np.ndarray, np.ndarray]:
+    source = _tfds_source(name, split, offline_hint)
+    examples = [source[i] for i in range(len(source))]
+    images = np.stack([np.asarray(ex["image"], np.uint8) for ex in examples])
+    labels = np.asarray([int(ex["label"]) for ex in examples], np.int32)
     return images, labels
 
 
-def _mnist_arrays(split: str, data_dir: Optional[str]):
-    """MNIST images and labels from idx files in ``data_dir`` if given, else tensorflow-datasets."""
-    if data_dir is not None:
-        prefix = "t10k" if split == "test" else "train"
-        d = Path(data_dir)
-        return load_mnist_idx(d / f"{prefix}-images-idx3-ubyte.gz", d / f"{prefix}-labels-idx1-ubyte.gz")
-    import tensorflow_datasets as tfds  # downloads on first use; needs no TensorFlow
+# ------------------------------------------------------------------ MNIST ---------------
 
-    source = tfds.data_source("mnist", split=split)
-    images = np.stack([np.asarray(ex["image"])[..., 0] for ex in source])
-    labels = np.asarray([int(ex["label"]) for ex in source], np.int32)
+MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+# A folder with only the 10,000 t10k images: every HOLDOUT_EVERY-th image (index % 5 == 4) is
+# held out for testing, the others train. Interleaving keeps both halves of the file (its
+# first 5,000 images come from other writers than its last 5,000) in both parts; no RNG, so
+# the split is the same with every version of every library.
+HOLDOUT_EVERY = 5
+_MNIST_OFFLINE = (
+    f"download {' and '.join(MNIST_FILES['test'])} (and {' and '.join(MNIST_FILES['train'])} for the "
+    f"60,000 training images) from {MNIST_URL} into a folder and pass --data-dir FOLDER"
+)
+
+
+def _read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
+    """An idx file (``.gz``) of unsigned bytes: big-endian magic number, ``ndim`` sizes, data."""
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise UsageError(f"cannot read {path}: {e}") from None
+    head = 4 + 4 * ndim
+    if len(raw) < head or int.from_bytes(raw[:4], "big") != magic:
+        raise UsageError(f"{path} is not an MNIST idx file (its magic number should be {magic})")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    if len(raw) != head + math.prod(dims):
+        raise UsageError(f"{path} is truncated or too long for {' x '.join(map(str, dims))} bytes")
+    return np.frombuffer(raw, np.uint8, offset=head).reshape(dims)
+
+
+def load_mnist_idx(images_gz: str | os.PathLike, labels_gz: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read canonical MNIST idx ``.gz`` files into (uint8 images N x 28 x 28, int32 labels N)."""
+    images = _read_idx(Path(images_gz), 2051, 3)
+    labels = _read_idx(Path(labels_gz), 2049, 1).astype(np.int32)
+    if len(images) != len(labels):
+        raise UsageError(f"{images_gz} holds {len(images)} images but {labels_gz} {len(labels)} labels")
     return images, labels
+
+
+def _mnist_folder(data_dir: str | os.PathLike) -> tuple[Path, bool]:
+    """The folder and whether it holds the training files; one-line errors for what is missing."""
+    d = Path(data_dir)
+    need = " and ".join(MNIST_FILES["test"])
+    if not d.is_dir():
+        raise UsageError(f"MNIST folder {d} does not exist; it must hold {need} (from {MNIST_URL})")
+    lacking = [f for f in MNIST_FILES["test"] if not (d / f).is_file()]
+    if lacking:
+        raise UsageError(f"MNIST folder {d} lacks {' and '.join(lacking)}; download from {MNIST_URL}")
+    train = [(d / f).is_file() for f in MNIST_FILES["train"]]
+    if any(train) and not all(train):
+        missing = MNIST_FILES["train"][train.index(False)]
+        raise UsageError(f"MNIST folder {d} lacks {missing} (it has the other training file); download from {MNIST_URL}")
+    return d, all(train)
+
+
+def mnist_images(
+    data_dir: str | os.PathLike | None = None, *, n_train: Optional[int] = None, n_test: Optional[int] = None,
+) -> LabelledImages:
+    """MNIST (uint8 28 x 28 images, labels) from idx files in ``data_dir``, else tensorflow-datasets.
+
+    A folder with only the test files is split itself: of its 10,000 images, those with index
+    % 5 == 4 (2,000) test and the other 8,000 train. ``n_train`` / ``n_test`` keep the first
+    examples of each part. ``info['split']`` says which split was used.
+    """
+    _check_sizes(n_train, n_test)
+    if data_dir is None:
+        train = _tfds_arrays("mnist", "train", _MNIST_OFFLINE)
+        test = _tfds_arrays("mnist", "test", _MNIST_OFFLINE)
+        train, test = (train[0][..., 0], train[1]), (test[0][..., 0], test[1])
+        return _labelled(train, test, n_train, n_test, dataset="mnist", source="tensorflow-datasets mnist",
+                         split="the official split (60,000 train, 10,000 test)")
+    d, has_train = _mnist_folder(data_dir)
+    test = load_mnist_idx(*(d / f for f in MNIST_FILES["test"]))
+    source = f"idx files in {d}"
+    if has_train:
+        train = load_mnist_idx(*(d / f for f in MNIST_FILES["train"]))
+        return _labelled(train, test, n_train, n_test, dataset="mnist", source=source,
+                         split="the official split (train-* files train, t10k-* files test)")
+    held = np.arange(len(test[0])) % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
+    split = (f"test-only folder: of the {len(held):,} t10k images, every {HOLDOUT_EVERY}th (index % "
+             f"{HOLDOUT_EVERY} == {HOLDOUT_EVERY - 1}: {held.sum():,}) tests, the other {(~held).sum():,} train")
+    return _labelled((test[0][~held], test[1][~held]), (test[0][held], test[1][held]), n_train, n_test,
+                     dataset="mnist", source=source, split=split)
 
 
 def embed_mnist(key: jax.Array, images: np.ndarray) -> jax.Array:
@@ -104,22 +261,88 @@ def embed_mnist(key: jax.Array, images: np.ndarray) -> jax.Array:
     return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
 
 
+def mnist_dataset(key: jax.Array, images: LabelledImages) -> Dataset:
+    """The d = 25 embedding of MNIST images with one-hot targets in R^25 (SP §3.1)."""
+    onehot = lambda c: jax.nn.one_hot(c, 25, dtype=jnp.float32)
+    return Dataset(embed_mnist(key, images.train_images), onehot(images.train_labels),
+                   embed_mnist(key, images.test_images), onehot(images.test_labels))
+
+
 def mnist_embedding(
-    key: jax.Array, *, data_dir: Optional[str] = None, n_train: Optional[int] = None,
+    key: jax.Array, *, data_dir: str | os.PathLike | None = None, n_train: Optional[int] = None,
     n_test: Optional[int] = None,
 ) -> Dataset:
-    """The d = 25 MNIST embedding with one-hot targets in R^25 (SP §3.1).
+    """:func:`mnist_dataset` of :func:`mnist_images` (see there for sources and the split)."""
+    return mnist_dataset(key, mnist_images(data_dir, n_train=n_train, n_test=n_test))
 
-    With ``data_dir`` (folder of idx ``.gz`` files) reads those files; a folder holding
-    only the test split is split into train/test itself. Otherwise uses tensorflow-datasets.
-    """
-    if data_dir is not None and not (Path(data_dir) / "train-images-idx3-ubyte.gz").exists():
-        images, labels = _mnist_arrays("test", data_dir)
-        cut = len(images) - (n_test or 2000)
-        tr, te = (images[:cut], labels[:cut]), (images[cut:], labels[cut:])
-    else:
-        tr, te = _mnist_arrays("train", data_dir), _mnist_arrays("test", data_dir)
-    tr = (tr[0][:n_train], tr[1][:n_train]) if n_train else tr
-    te = (te[0][:n_test], te[1][:n_test]) if n_test else te
-    onehot = lambda c: jax.nn.one_hot(c, 25, dtype=jnp.float32)
-    return Dataset(embed_mnist(key, tr[0]), onehot(tr[1]), embed_mnist(key, te[0]), onehot(te[1]))
+
+# --------------------------------------------------------------- CIFAR-10 ---------------
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+CIFAR10_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), "test": ("test_batch.bin",)}
+# Per-channel normalisation of the authors' code (SPEC §6), applied to pixels in [0, 1].
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+_CIFAR10_OFFLINE = (
+    f"download {CIFAR10_URL}, unpack it and pass --data-dir cifar-10-batches-bin, "
+    "or train on random images of CIFAR-10's shape with --mock-data N"
+)
+
+
+def load_cifar10_bin(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """One file of CIFAR-10's binary version: records of 1 label byte + 3 x 32 x 32 pixel bytes
+    (channel-major); returns (uint8 images N x 32 x 32 x 3, int32 labels N)."""
+    raw = np.fromfile(path, np.uint8)
+    if raw.size == 0 or raw.size % 3073:
+        raise UsageError(f"{path} is not a CIFAR-10 binary batch (its size is not a multiple of 3,073 bytes)")
+    rec = raw.reshape(-1, 3073)
+    return rec[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), rec[:, 0].astype(np.int32)
+
+
+def _cifar10_folder(data_dir: str | os.PathLike) -> Path:
+    d = Path(data_dir)
+    if (d / "cifar-10-batches-bin").is_dir():
+        d = d / "cifar-10-batches-bin"
+    names = CIFAR10_FILES["train"] + CIFAR10_FILES["test"]
+    if not d.is_dir():
+        raise UsageError(f"CIFAR-10 folder {d} does not exist; it must hold {', '.join(names)} (from {CIFAR10_URL})")
+    lacking = [f for f in names if not (d / f).is_file()]
+    if lacking:
+        raise UsageError(f"CIFAR-10 folder {d} lacks {', '.join(lacking)}; unpack {CIFAR10_URL} there")
+    return d
+
+
+def cifar10_images(
+    data_dir: str | os.PathLike | None = None, *, n_train: Optional[int] = None, n_test: Optional[int] = None,
+) -> LabelledImages:
+    """CIFAR-10 (uint8 32 x 32 x 3 images, labels): the binary version in ``data_dir``
+    (``cifar-10-batches-bin`` or its parent), else ``tfds.data_source("cifar10")``; the
+    official 50,000 / 10,000 split, each part cut to its first ``n_train`` / ``n_test``."""
+    _check_sizes(n_train, n_test)
+    split = "the official split (50,000 train, 10,000 test)"
+    if data_dir is None:
+        train = _tfds_arrays("cifar10", "train", _CIFAR10_OFFLINE)
+        test = _tfds_arrays("cifar10", "test", _CIFAR10_OFFLINE)
+        return _labelled(train, test, n_train, n_test, dataset="cifar10",
+                         source="tensorflow-datasets cifar10", split=split)
+    d = _cifar10_folder(data_dir)
+    parts = [load_cifar10_bin(d / f) for f in CIFAR10_FILES["train"]]
+    train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    test = load_cifar10_bin(d / CIFAR10_FILES["test"][0])
+    return _labelled(train, test, n_train, n_test, dataset="cifar10", source=f"binary files in {d}", split=split)
+
+
+def mock_cifar10(key: jax.Array, n_train: int, n_test: Optional[int] = None) -> LabelledImages:
+    """Random data of CIFAR-10's shape for offline runs and tests: uniform uint8 32 x 32 x 3
+    images and uniform labels 0..9, deterministic given ``key``. ``n_test`` defaults to
+    ``max(1, n_train // 5)`` (CIFAR-10's ratio). Labels are noise: test accuracy is chance."""
+    n_test = max(1, n_train // 5) if n_test is None else n_test
+    _check_sizes(n_train, n_test)
+    k_img, k_lab = jax.random.split(key)
+    n = n_train + n_test
+    images = np.asarray(jax.random.randint(k_img, (n, 32, 32, 3), 0, 256, jnp.int32), np.uint8)
+    labels = np.asarray(jax.random.randint(k_lab, (n,), 0, 10, jnp.int32))
+    split = f"{n_train:,} random images train, {n_test:,} others test"
+    return _labelled((images[:n_train], labels[:n_train]), (images[n_train:], labels[n_train:]), None, None,
+                     dataset="cifar10-mock", source="random uint8 images of CIFAR-10's shape, random labels",
+                     split=split)

@@ -13,6 +13,7 @@ module around the same functions for users who prefer ``init``/``apply``.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, NamedTuple, Optional
 
@@ -30,10 +31,13 @@ __all__ = [
     "brownian_params",
     "effective_delta",
     "forward",
+    "forward_to_depth",
     "get_activation",
     "init_params",
+    "init_scales",
     "layer",
     "mse",
+    "pad_params",
 ]
 
 DELTA_MODES = ("none", "shared", "per-layer")
@@ -144,6 +148,84 @@ def forward(
     return h_L
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _first_layers(activation: str, A, b, deltas, x, depth):
+    """h_depth of SP eq. 1 from the first ``depth`` stacked layers: a loop with a dynamic trip count."""
+    sigma = get_activation(activation).fn
+
+    def body(carry):
+        k, h = carry
+        return k + 1, layer(h, A[k], b[k], deltas[k], sigma)
+
+    return jax.lax.while_loop(lambda c: c[0] < depth, body, (jnp.zeros((), jnp.int32), x))[1]
+
+
+def _first_layers_fwd(activation: str, A, b, deltas, x, depth):
+    sigma = get_activation(activation).fn
+
+    def body(carry):
+        k, h, hs = carry
+        hs = jax.lax.dynamic_update_index_in_dim(hs, h, k, 0)
+        return k + 1, layer(h, A[k], b[k], deltas[k], sigma), hs
+
+    hs = jnp.zeros((A.shape[0],) + x.shape, x.dtype)  # h_0..h_{L-1}; rows >= L stay 0
+    _, h, hs = jax.lax.while_loop(lambda c: c[0] < depth, body, (jnp.zeros((), jnp.int32), x, hs))
+    return h, (A, b, deltas, hs, depth)
+
+
+def _first_layers_bwd(activation: str, res, g):
+    """Backward recursion of AA eq. 5.3 on a row covector g_{k+1} = dloss/dh_{k+1}.
+
+    With z_k = A_k h_k + b_k and u_k = delta_k sigma'(z_k) * g_{k+1}:
+    g_k = g_{k+1} + u_k A_k,  dA_k = u_k^T h_k,  db_k = sum_batch u_k,
+    d delta_k = <sigma(z_k), g_{k+1}>. Layers k >= depth get zero gradient.
+    """
+    act = get_activation(activation)
+    A, b, deltas, hs, depth = res
+
+    def body(carry):
+        k, g, dA, db, dd = carry
+        k = k - 1
+        h = hs[k]
+        z = h @ A[k].T + b[k]
+        u = deltas[k] * act.d1(z) * g
+        dA = jax.lax.dynamic_update_index_in_dim(dA, u.T @ h, k, 0)
+        db = jax.lax.dynamic_update_index_in_dim(db, u.sum(0), k, 0)
+        dd = jax.lax.dynamic_update_index_in_dim(dd, jnp.sum(act.fn(z) * g), k, 0)
+        return k, g + u @ A[k], dA, db, dd
+
+    init = (depth, g, jnp.zeros_like(A), jnp.zeros_like(b), jnp.zeros_like(deltas))
+    _, gx, dA, db, dd = jax.lax.while_loop(lambda c: c[0] > 0, body, init)
+    return dA, db, dd, gx, None
+
+
+_first_layers.defvjp(_first_layers_fwd, _first_layers_bwd)
+
+
+def forward_to_depth(
+    params: ResNetParams,
+    x: jax.Array,
+    depth,
+    *,
+    activation: str = "tanh",
+    delta_mode: str = "shared",
+) -> jax.Array:
+    """Output h_L of SP eq. 1 from the first L = ``depth`` layers of weights stacked in C >= L.
+
+    ``depth`` may be a traced integer, so one compiled program serves every depth up to the
+    capacity C = ``params.A.shape[0]``; layers k >= L are skipped (no arithmetic) and get zero
+    gradient. The forward pass is a loop with a dynamic trip count; its VJP is the backward
+    recursion of AA eq. 5.3 (see ``_first_layers_bwd``), equal to autodiff of :func:`forward`
+    on the first L layers up to float round-off. ``x``: B x d (or d).
+    """
+    get_activation(activation)  # a clear error for a bad name
+    deltas = effective_delta(params, delta_mode)
+    depth = jnp.asarray(depth, jnp.int32)
+    if x.ndim == 1:
+        return _first_layers(activation, params.A, params.b, deltas, x[None], depth)[0]
+    return _first_layers(activation, params.A, params.b, deltas, x, depth)
+
+
 def mse(pred: jax.Array, target: jax.Array) -> jax.Array:
     """Mean squared error, mean over batch and coordinates (SPEC §6)."""
     return jnp.mean((pred - target) ** 2)
@@ -195,6 +277,33 @@ def init_params(
     else:
         raise ValueError(f"unknown delta mode {delta_mode!r}; choose from {DELTA_MODES}")
     return ResNetParams(A, b, delta)
+
+
+def init_scales(depth: int, width: int, init: str = "xavier-depth", scale: float = 0.01) -> tuple[float, float]:
+    """Standard deviations (s_A, s_b) of the weights that :func:`init_params` draws (SPEC §6)."""
+    L, d = depth, width
+    if init == "xavier-depth":
+        return scale / (L * d), scale / (L * math.sqrt(d))
+    if init == "xavier":
+        return scale / d, scale / math.sqrt(d)
+    if init == "brownian":
+        return 1.0 / (math.sqrt(L) * d), 1.0 / math.sqrt(L * d)
+    raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
+
+
+def pad_params(params: ResNetParams, capacity: int) -> ResNetParams:
+    """The same network stacked in ``capacity`` >= L layers: zero weights (and deltas) after layer L.
+
+    :func:`forward_to_depth` with ``depth = L`` on the result equals :func:`forward` on ``params``.
+    """
+    L = params.A.shape[0]
+    if capacity < L:
+        raise ValueError(f"capacity {capacity} is below the depth {L}")
+    pad = lambda a: jnp.concatenate([a, jnp.zeros((capacity - L,) + a.shape[1:], a.dtype)])  # noqa: E731
+    delta = params.delta
+    if delta is not None and delta.ndim == 1:
+        delta = pad(delta)
+    return ResNetParams(pad(params.A), pad(params.b), delta)
 
 
 def brownian_params(dW_A: jax.Array, dW_b: jax.Array, delta_mode: str = "none") -> ResNetParams:

@@ -1,5 +1,6 @@
 """Figures of the scaling analysis: SP Figures 1-6 and App. B (Figs 9-10), from
-:func:`resnet_limits.scaling.analyze_run`'s result.
+:func:`resnet_limits.analysis.analyze_run`'s result (plain lists and dicts) and the arrays it
+gathers for them; nothing here computes an analysis.
 
 Every function writes one PNG (matplotlib, Agg backend) and returns its path. Colours follow
 the paper: pink for the root sum of squares, orange for the beta-scaled increments, green for
@@ -8,6 +9,7 @@ the trend / denoised weights, purple for the noise, black for the trained loss.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -16,8 +18,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
-from resnet_limits.scaling import loglog_fit  # noqa: E402
 
 __all__ = [
     "analysis_figures",
@@ -41,9 +41,21 @@ def _arr2(v) -> np.ndarray:
     return np.array([[np.nan if x is None else x for x in row] for row in v], np.float64)
 
 
+def _loglog_line(x, y) -> tuple[float, float]:
+    """(slope, intercept) of the least-squares line through (log x, log y) over the finite,
+    positive points; NaN with fewer than two."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if ok.sum() < 2:
+        return float("nan"), float("nan")
+    slope, intercept = np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)
+    return float(slope), float(intercept)
+
+
 def loglog_panel(ax, depths, per_seed, *, color: str, label: str, slope_label: Optional[str] = None,
                  sign: float = 1.0, offset: float = 0.0) -> None:
-    """Per-seed points (faint), the seed mean (line) and its log-log fit (dashed), SP Figs 2-5.
+    """Per-seed points (faint), their geometric mean over seeds (line) and its log-log fit
+    (dashed), SP Figs 2-5.
 
     The legend shows ``slope_label`` (e.g. "α = 0.71 ± 0.02") or ``offset + sign * slope``.
     """
@@ -51,14 +63,15 @@ def loglog_panel(ax, depths, per_seed, *, color: str, label: str, slope_label: O
     Y = _arr2(per_seed)
     for row in Y:
         ax.loglog(d, row, "o", ms=2.5, color=color, alpha=0.25)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a depth without any positive value: NaN
         mean = np.exp(np.nanmean(np.log(np.where(Y > 0, Y, np.nan)), axis=0))
-    fit = loglog_fit(d, mean)
-    if slope_label is None and np.isfinite(fit.slope):
-        slope_label = f"{offset + sign * fit.slope:.2f}"
+    slope, intercept = _loglog_line(d, mean)
+    if slope_label is None and np.isfinite(slope):
+        slope_label = f"{offset + sign * slope:.2f}"
     ax.loglog(d, mean, "-", lw=2, color=color, label=f"{label}: {slope_label}" if slope_label else label)
-    if np.isfinite(fit.slope):
-        ax.loglog(d, np.exp(fit.intercept) * d ** fit.slope, "k--", lw=0.8)
+    if np.isfinite(slope):
+        ax.loglog(d, np.exp(intercept) * d ** slope, "k--", lw=0.8)
     ax.set_xlabel("depth L")
 
 
@@ -130,8 +143,9 @@ def _hyp_panel(ax, result, name: str) -> None:
     lab = result["labels"][name]
     loglog_panel(ax, d, t["rss"]["per_seed"], color=PINK, label="root sum of squares")
     nu_key = "nu" if name == "A" else "nu_b"
+    nu = result.get(nu_key)
     loglog_panel(ax, d, t["increment"]["per_seed"], color=ORANGE, label="β-scaled increments",
-                 slope_label=f"slope {-result[nu_key]:.2f} (ν = {result[nu_key]:.2f})" if result.get(nu_key) is not None else None)
+                 slope_label=f"slope {-nu:.2f} (ν = {nu:.2f})" if nu is not None else None)
     ax.set_title(f"{lab}: Table-1 norms")
     ax.legend(fontsize=8)
 

@@ -1,26 +1,33 @@
-"""Tests of the scaling analysis (SP §2.3, Table 1, eqs. 5-8) on constructed weights with known
-answers, plus one small end-to-end analysis of a real (tiny) sweep."""
+"""Tests of the pure scaling analysis (SP §2.3, Table 1, eqs. 5-8, Fig. 6) on constructed weights
+with known answers. The analysis of a run folder is tested in test_analysis.py."""
 
 from __future__ import annotations
 
-import json
 import math
 
+import jax
 import numpy as np
 import pytest
 
-from resnet_limits.errors import UsageError
-from resnet_limits.models import ResNetParams
+from resnet_limits.models import ResNetParams, forward, init_params, mse
 from resnet_limits.scaling import (
     analysed_tensors,
     analyze_tensor_family,
     conv_singular_values,
     conv_spectral_norm,
+    conv_spectral_norms,
     denoise,
+    denoised_params,
     fit_exponents,
     fit_seeds,
-    format_analysis,
     hypothesis_test,
+    noise_summary,
+    own_trend,
+    pad_layers,
+    pad_seeds,
+    seed_losses,
+    seeds_by_depth,
+    split_common_and_own,
     rescaled_cumsum,
     split_trend_noise,
     summarize_exponent,
@@ -28,6 +35,7 @@ from resnet_limits.scaling import (
     table1_loop,
     trend_integral,
     trend_weights,
+    valid_seeds,
 )
 
 D = 4
@@ -110,11 +118,37 @@ def test_conv_spectral_norm_matches_explicit_operator():
     n = 5
     M = _circular_conv_matrix(K, n)
     sv = np.linalg.svd(M, compute_uv=False)
-    assert conv_spectral_norm(K, (n, n)) == pytest.approx(sv.max(), rel=1e-10)
-    np.testing.assert_allclose(np.sort(conv_singular_values(K, (n, n)).ravel()), np.sort(sv)[-n * n * 2:], rtol=1e-9)
-    assert conv_spectral_norm(K.transpose(3, 2, 0, 1), (n, n), layout="OIHW") == pytest.approx(sv.max(), rel=1e-10)
+    with jax.enable_x64(True):
+        assert float(conv_spectral_norm(K, (n, n))) == pytest.approx(sv.max(), rel=1e-10)
+        np.testing.assert_allclose(np.sort(np.ravel(conv_singular_values(K, (n, n)))), np.sort(sv)[-n * n * 2:],
+                                   rtol=1e-9)
+        assert float(conv_spectral_norm(K.transpose(3, 2, 0, 1), (n, n), layout="OIHW")) == pytest.approx(
+            sv.max(), rel=1e-10)
+    # float32 (JAX's default) to float32 accuracy
+    assert float(conv_spectral_norm(K.astype(np.float32), (n, n))) == pytest.approx(sv.max(), rel=1e-5)
     with pytest.raises(ValueError):
         conv_spectral_norm(K, (2, 2))
+    with pytest.raises(ValueError, match="layout"):
+        conv_spectral_norm(K, (n, n), layout="NCHW")
+
+
+def test_conv_spectral_norms_of_a_stack_jitted_and_vmapped():
+    """The batched norms of a stack of kernels (e.g. the blocks of a stage) equal the explicit
+    operators' and the one-kernel function's under jit and vmap."""
+    rng = np.random.default_rng(10)
+    Ks = rng.normal(size=(4, 3, 3, 2, 2))
+    n = 4
+    ref = [np.linalg.svd(_circular_conv_matrix(K, n), compute_uv=False).max() for K in Ks]
+    with jax.enable_x64(True):
+        got = conv_spectral_norms(Ks, (n, n))
+        assert got.shape == (4,)
+        np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-10)
+        np.testing.assert_allclose(np.asarray(conv_spectral_norms(Ks.transpose(0, 4, 3, 1, 2), [n, n], "OIHW")),
+                                   ref, rtol=1e-10)
+        one = jax.jit(conv_spectral_norm, static_argnums=(1,))
+        vm = jax.vmap(lambda K: conv_spectral_norm(K, (n, n)))
+        np.testing.assert_allclose([float(one(K, (n, n))) for K in Ks], ref, rtol=1e-10)
+        np.testing.assert_allclose(np.asarray(vm(Ks)), ref, rtol=1e-10)
 
 
 # ------------------------------------------------------------------ fits ------------------
@@ -313,72 +347,68 @@ def test_fit_exponents_on_exact_power_laws():
     assert e["kappa"]["mean"] == pytest.approx(-0.5)
 
 
-# ------------------------------------------------------------- a real run ------------------
+# ------------------------------------------------------------- seed x depth tables --------
 
-def _write_constructed_run(run_dir, depths, seeds=2, d=3):
-    """A sweep folder in the run format (run_format.md) with planted smooth weights, no training."""
-    cfg = dict(preset="tanh-synthetic", dataset="synthetic", activation="tanh", delta_mode="shared", width=d,
-               n_train=64, n_test=16, batch_size=32, lr=0.01, optimizer="adam", epochs=1, max_updates=1,
-               epsilon=0.01, seeds=seeds, init="xavier-depth", init_scale=0.01, seed=0, data_seed=0,
-               depths=list(depths))
-    (run_dir / "depths").mkdir(parents=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg))
-    for L in depths:
-        s = np.arange(L) / L
-        A = np.stack([L ** -0.3 * (0.3 + (1 + 0.5 * np.cos(np.pi * s))[:, None, None] * np.eye(d))] * seeds)
-        b = np.stack([L ** -0.3 * (0.2 + np.sin(np.pi * s)[:, None] * np.ones(d))] * seeds)
-        delta = np.full(seeds, 1.0 / L ** 0.7)
-        np.savez(run_dir / "depths" / f"L{L:05d}.npz", A=A.astype(np.float32), b=b.astype(np.float32), delta=delta)
-        m = dict(depth=L, seeds=seeds, train_loss=[0.1] * seeds, test_loss=[0.1] * seeds, updates=[1] * seeds,
-                 converged=[False] * seeds, diverged=[False] * (seeds - 1) + [L == depths[1]],
-                 loss_curve=[[0.1]] * seeds, seconds=0.0)
-        (run_dir / "depths" / f"L{L:05d}.json").write_text(json.dumps(m))
+def test_seed_depth_tables_cut_pad_and_fill():
+    t = seeds_by_depth([[1.0, 2.0, 3.0], None, [4.0]], 2)
+    np.testing.assert_array_equal(t, [[1.0, np.nan, 4.0], [2.0, np.nan, np.nan]])
+    assert seeds_by_depth([[True], [False, True]], 2, False).tolist() == [[True, False], [False, True]]
+    np.testing.assert_array_equal(pad_seeds(np.ones((1, 2)), 3), [[1, 1], [0, 0], [0, 0]])
+    assert pad_seeds(np.arange(5), 2).tolist() == [0, 1]
 
 
-def test_analyze_run_on_constructed_weights(tmp_path):
-    from resnet_limits.scaling import analyze_run
-
-    run = tmp_path / "run"
-    _write_constructed_run(run, [8, 16, 32, 64, 128])
-    r = analyze_run(run, progress=False)
-    assert r["alpha"] == pytest.approx(0.7, abs=1e-4)
-    assert r["alpha_points_per_seed"] == [5, 4]  # the diverged (seed 1, L=16) point is left out
-    assert r["beta"] == pytest.approx(0.3, abs=0.03)
-    assert r["verdicts"]["A"] == "Hypothesis 1"
-    saved = json.loads((run / "analysis.json").read_text())
-    assert saved["beta"] == r["beta"] and isinstance(saved["alpha"], float)
-    for p in saved["figures"]:
-        assert p.endswith(".png") and (run / "figures").joinpath(p.split("/")[-1]).stat().st_size > 1000
-    assert "alpha" in format_analysis(saved)
+def test_valid_seeds_leave_out_diverged_and_non_finite_networks():
+    A, b = np.zeros((4, 3, 2, 2)), np.zeros((4, 3, 2))
+    A[1, 2, 0, 0] = np.nan
+    delta = np.array([0.1, 0.1, np.inf, 0.1])
+    got = valid_seeds(ResNetParams(A, b, delta), [False, False, False, True])
+    assert got.tolist() == [True, False, False, False]
 
 
-def test_analyze_run_refuses_bad_folders(tmp_path):
-    from resnet_limits.scaling import analyze_run
+# ------------------------------------------------------------- the two trends -------------
 
-    with pytest.raises(UsageError):
-        analyze_run(tmp_path / "nothing", progress=False)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(UsageError):
-        analyze_run(tmp_path / "empty", progress=False)
-    run = tmp_path / "two"
-    _write_constructed_run(run, [4, 8])
-    with pytest.raises(UsageError, match="at least 3"):
-        analyze_run(run, progress=False)
+def test_split_against_common_and_own_trend_masks_invalid_networks():
+    fam = smooth_family(noise=0.05, seed=11)
+    L = DEPTHS[-1]
+    T = fam[L]
+    I = trend_integral(rescaled_cumsum(T, BETA, 64, 2)[None])
+    ok = np.array([True, False, True])
+    common, own = split_common_and_own(T, I, BETA, 2, valid=ok)
+    ref_c, ref_o = split_trend_noise(T, I, BETA, 2), split_trend_noise(T, own_trend(T, BETA, 2), BETA, 2)
+    for got, ref in ((common, ref_c), (own, ref_o)):
+        np.testing.assert_array_equal(got["denoised"], ref["denoised"])
+        assert np.isnan(got["quadratic_variation"][1]) and np.isnan(got["noise_to_trend"][1])
+        np.testing.assert_array_equal(got["quadratic_variation"][ok], ref["quadratic_variation"][ok])
+    # the step-4 numbers: medians over the chosen depths and seeds, QV of the largest depth
+    own_t = {"noise_to_trend": np.array([[9.0, 1.0, 3.0], [9.0, 2.0, np.nan]]),
+             "noise_lag1_autocorr": np.array([[0.0, 0.5, 0.7], [0.0, 0.9, 0.1]]),
+             "quadratic_variation": np.array([[1.0, 1.0, 2.0], [1.0, 1.0, np.nan]])}
+    common_t = dict(own_t, noise_to_trend=np.full((2, 3), 4.0))
+    s = noise_summary(own_t, common_t, [1, 2])
+    assert s == {"noise_to_trend": 2.0, "noise_autocorr": 0.6, "cross_depth_noise_to_trend": 4.0,
+                 "qv_largest": 2.0}
 
 
-def test_analyze_run_end_to_end_on_a_tiny_sweep(tmp_path):
-    from resnet_limits import sweeps
-    from resnet_limits.scaling import analyze_run
+# ------------------------------------------------------------- denoised networks ----------
 
-    cfg = sweeps.make_config("relu-synthetic", depths=[3, 5, 8], seeds=2, max_updates=3, epochs=1,
-                             n_train=64, n_test=16)
-    run = tmp_path / "tiny"
-    sweeps.run_sweep(cfg, run, progress=False)
-    r = analyze_run(run, progress=False)
-    assert r["labels"]["A"] == "|δ|A"
-    assert len(r["alpha_per_seed"]) == 2 and r["alpha_points_per_seed"] == [3, 3]
-    assert math.isfinite(r["beta"]) and math.isfinite(r["alpha"])
-    assert set(r["verdicts"]) == {"A", "b"}
-    _, m = sweeps.load_depth(run, 8)
-    np.testing.assert_allclose(r["denoised"]["trained_loss"][-1], np.mean(m["train_loss"]), rtol=1e-4)
-    assert (run / "analysis.json").is_file() and (run / "figures" / "fig6_denoised.png").is_file()
+def test_seed_losses_are_the_networks_training_loss_padded_or_not():
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    params = jax.vmap(lambda k: init_params(k, 5, 4, delta_mode="per-layer", scale=0.5))(keys)
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (16, 4)), np.float32)
+    y = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (16, 4)), np.float32)
+    ref = [float(mse(forward(jax.tree.map(lambda a: a[s], params), x, activation="tanh", delta_mode="per-layer"), y))
+           for s in range(3)]
+    padded = pad_layers(params, "tanh")
+    assert padded.A.shape[1] == 8 and padded.delta.shape == (3, 8)
+    np.testing.assert_array_equal(np.asarray(padded.A[:, 5:]), 0.0)
+    got = seed_losses(params, x, y, activation="tanh", delta_mode="per-layer")
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+    # |delta| moved into the weights (ReLU, SP Remark 2.2): the network with |delta| A, |delta| b and
+    # sign(delta) is the trained network
+    p = jax.tree.map(np.asarray, params)
+    dabs = np.abs(p.delta)
+    den = denoised_params(dabs[..., None, None] * p.A, dabs[..., None] * p.b, p.delta, True)
+    assert set(np.unique(den.delta)) <= {-1.0, 1.0}
+    np.testing.assert_allclose(seed_losses(den, x, y, activation="relu", delta_mode="per-layer"),
+                               seed_losses(params, x, y, activation="relu", delta_mode="per-layer"), rtol=1e-5)
+    assert denoised_params(p.A, p.b, p.delta, False).delta is p.delta
