@@ -1,4 +1,4 @@
-"""Figures of the scaling analysis: SP Figures 1-6 and App. B (Figs 9-10), from
+"""Figures of the scaling analysis: SP Figures 1-8 and App. B (Figs 9-10), from
 :func:`resnet_limits.analysis.analyze_run`'s result (plain lists and dicts) and the arrays it
 gathers for them; nothing here computes an analysis.
 
@@ -21,6 +21,9 @@ import numpy as np  # noqa: E402
 
 __all__ = [
     "analysis_figures",
+    "conv_figures",
+    "fig7_conv_norms",
+    "fig8_conv_hypotheses",
     "fig1_weights",
     "fig2_scaling",
     "fig3_hypothesis",
@@ -251,6 +254,51 @@ def analysis_figures(result: Mapping[str, Any], figdata: Mapping[str, Any], out_
     if "A" in decs:
         paths.append(fig3_hypothesis(result, decs["A"], ent["A"], "A", out / "fig3_5_hypothesis_A.png"))
     paths.append(fig4_delta(result, figdata.get("delta_largest"), out / "fig4_delta.png"))
-    paths.append(fig6_denoised(result, out / "fig6_denoised.png"))
+    if not (result.get("denoised") or {}).get("skipped"):  # imported weights: no training data
+        paths.append(fig6_denoised(result, out / "fig6_denoised.png"))
     paths.append(figB_biases(result, decs.get("b"), ent["b"], out / "figB_9_10_biases.png"))
     return paths
+
+
+# ------------------------------------------------------------ convolutional runs -------
+
+_CONV_TITLES = {"Delta": "Δ_k", "A": "A_k"}
+
+
+def fig7_conv_norms(result: Mapping[str, Any], path: Path) -> str:
+    """SP Fig. 7: operator norm of every kernel Delta_k (left) and A_k (right) against L (blue
+    points) and their maximum over k (red line, legend -slope = alpha resp. beta); log-log."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    d = result["depths"]
+    for ax, (name, key) in zip(axes, (("Delta", "alpha"), ("A", "beta"))):
+        per = [result["per_depth"][str(L)][name] for L in d]
+        for L, e in zip(d, per):
+            ax.loglog([L] * len(e["norms"]), _arr(e["norms"]), "o", ms=2.5, color=BLUE, alpha=0.4)
+        sym = "α" if key == "alpha" else "β"
+        loglog_panel(ax, d, [[e["max_norm"] for e in per]], color=RED, label=f"max_k ‖{_CONV_TITLES[name]}‖",
+                     slope_label=_exp_label(result, key, sym))
+        ax.set_title(f"operator norms of {_CONV_TITLES[name]} (SP Fig. 7)")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def fig8_conv_hypotheses(result: Mapping[str, Any], path: Path) -> str:
+    """SP Fig. 8: root sum of squares (pink) and the alpha-scaled (Delta_k, left) resp.
+    beta-scaled (A_k, right) norm of increments (orange) against L; log-log."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    d = result["depths"]
+    for ax, (name, sym) in zip(axes, (("Delta", "α"), ("A", "β"))):
+        per = [result["per_depth"][str(L)][name] for L in d]
+        loglog_panel(ax, d, [[e["rss"] for e in per]], color=PINK, label="root sum of squares")
+        loglog_panel(ax, d, [[e.get("scaled_increment") for e in per]], color=ORANGE,
+                     label=f"{sym}-scaled increments")
+        ax.set_title(f"{_CONV_TITLES[name]}: Table-1 norms (SP Fig. 8)")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def conv_figures(result: Mapping[str, Any], out_dir) -> list[str]:
+    """SP Figs 7 and 8 of an analysed convolutional run into ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    return [fig7_conv_norms(result, out / "fig7_conv_norms.png"),
+            fig8_conv_hypotheses(result, out / "fig8_conv_hypotheses.png")]

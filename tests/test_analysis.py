@@ -113,3 +113,16 @@ def test_analyze_run_end_to_end_on_a_tiny_sweep(tmp_path):
     _, m = sweeps.load_depth(run, 8)
     np.testing.assert_allclose(r["denoised"]["trained_loss"][-1], np.mean(m["train_loss"]), rtol=1e-4)
     assert (run / "analysis.json").is_file() and (run / "figures" / "fig6_denoised.png").is_file()
+
+
+def test_imported_run_skips_the_denoised_loss_and_figure_6(constructed, capsys):
+    """An imported run has no training data: no SP Fig. 6, everything else as for a sweep."""
+    cfg = json.loads((constructed / "config.json").read_text())
+    (constructed / "config.json").write_text(json.dumps(dict(cfg, dataset="imported")))
+    r = analyze_run(constructed, progress=False)
+    assert r["denoised"] == {"skipped": "imported weights: no training data"}
+    assert r["alpha"] == pytest.approx(0.7, abs=1e-4) and r["verdicts"]["A"] == "Hypothesis 1"
+    assert r["decomposition"]["A"]["quadratic_variation"]
+    names = [p.split("/")[-1] for p in r["figures"]]
+    assert "fig6_denoised.png" not in names and "fig2_scaling.png" in names
+    assert "skipped (imported weights: no training data)" in format_analysis(r)

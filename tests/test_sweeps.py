@@ -305,3 +305,20 @@ def test_run_depths_releases_its_claims_when_interrupted(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_depths(run, {"depths": [2, 3]}, [2, 3], train_one)
     assert finished_depths(run) == [2] and not list(run.rglob("*.claim")) and not list(run.rglob("*.tmp"))
+
+
+def test_mnist_quick_caps_and_data_info(mnist_dir, tmp_path, capsys):
+    from resnet_limits.cli import main
+
+    assert max(make_config("tanh-mnist", quick=True)["depths"]) == 203
+    assert max(make_config("relu-mnist", quick=True)["depths"]) == 406
+    assert make_config("tanh-mnist", quick=True)["epochs"] == 10
+    out = tmp_path / "m"
+    argv = ["sweep", "tanh-mnist", "--quick", "--data-dir", str(mnist_dir), "--out", str(out), "--depths", "3",
+            "--seeds", "1", "--max-updates", "4", "--no-progress"]
+    assert main(argv) == 0
+    info = load_config(out)["data_info"]
+    assert (info["n_train"], info["n_test"]) == (8000, 2000) and "test-only folder" in info["split"]
+    assert info["split"] in capsys.readouterr().out
+    assert main(argv) == 0  # a rerun that loads no data keeps the record
+    assert load_config(out)["data_info"] == info

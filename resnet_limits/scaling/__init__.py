@@ -23,11 +23,23 @@ from ``resnet_limits.scaling``:
 - ``denoised``: :func:`seed_losses` of trained and denoised networks (SP Fig. 6).
 - ``conv_norms``: :func:`conv_spectral_norm` / :func:`conv_spectral_norms` (batched): operator
   norms of convolutions by FFT and SVD (Sedghi et al. 2019), in JAX, jit- and vmap-able.
+- ``conv_analysis``: :func:`conv_block_norms` (operator norms of every Delta_k, A_k and of their
+  increments), :func:`conv_table1`, :func:`conv_exponents` (alpha, beta of SP §3.2, Figs 7-8),
+  :data:`PAPER_TABLE5`.
 
 The analysis of weights is numpy float64 (cheap next to training); networks are evaluated,
 and convolution norms computed, in JAX.
 """
 
+from resnet_limits.scaling.conv_analysis import (
+    CONV_KERNELS,
+    PAPER_CONV,
+    PAPER_TABLE5,
+    conv_block_norms,
+    conv_exponents,
+    conv_table1,
+    kernel_operator_norms,
+)
 from resnet_limits.scaling.conv_norms import conv_singular_values, conv_spectral_norm, conv_spectral_norms
 from resnet_limits.scaling.denoised import denoised_params, pad_layers, seed_losses
 from resnet_limits.scaling.fits import (
@@ -77,6 +89,13 @@ from resnet_limits.scaling.trend import (
 )
 
 __all__ = [
+    "CONV_KERNELS",
+    "PAPER_CONV",
+    "PAPER_TABLE5",
+    "conv_block_norms",
+    "conv_exponents",
+    "conv_table1",
+    "kernel_operator_norms",
     "ENTRY_NDIM",
     "LogLogFit",
     "PAPER_VALUES",

@@ -56,8 +56,10 @@ def _pending(out: Path, depths: Sequence[int]) -> list[int]:
 class _Run:
     """One process's part of a sweep: claim, check, train and save depths."""
 
-    def __init__(self, out: Path, train_one: TrainOne, book: ClaimBook, log, bar):
+    def __init__(self, out: Path, train_one: TrainOne, book: ClaimBook, log, bar,
+                 on_saved: Optional[Callable[[int], None]] = None):
         self.out, self.train_one, self.book, self.log, self.bar = out, train_one, book, log, bar
+        self.on_saved = on_saved
         self.trained: list[int] = []
         self.damaged: list[int] = []
 
@@ -90,6 +92,8 @@ class _Run:
         arrays, metrics = self.train_one(L)
         metrics = dict(metrics, seconds=round(time.perf_counter() - t0, 3))
         save_depth(self.out, L, arrays, metrics)
+        if self.on_saved is not None:
+            self.on_saved(L)
         self.trained.append(L)
         self.bar.update()
 
@@ -101,6 +105,7 @@ def run_depths(
     train_one: TrainOne,
     *,
     setup: Optional[Callable[[], Any]] = None,
+    on_saved: Optional[Callable[[int], None]] = None,
     free_keys: Sequence[str] = ("depths",),
     wait: bool = True,
     progress: bool = False,
@@ -120,7 +125,8 @@ def run_depths(
     3. For each depth it claims: a finished depth whose files fail their checksum is moved
        aside (one ``log`` line) and trained again; ``train_one(L)`` gives the arrays and metrics
        that are saved (``seconds``, ``sha256``, ``host`` and ``pid`` added). Finished intact
-       depths are never rewritten.
+       depths are never rewritten. ``on_saved(L)`` runs once depth L's files are written
+       (e.g. to remove its training checkpoints).
     4. Waits (``wait``) for depths other processes hold, polling every ``poll`` seconds.
 
     Claims of this process are released on any exit, Ctrl-C included.
@@ -135,7 +141,7 @@ def run_depths(
     with ClaimBook(out / "depths", refresh_every=refresh_every, stale_after=stale_after) as book, tqdm(
         total=len(pending), desc=f"{cfg.get('preset', 'sweep')} depths", unit="depth", disable=not progress
     ) as bar:
-        run = _Run(out, train_one, book, log, bar)
+        run = _Run(out, train_one, book, log, bar, on_saved)
         elsewhere, waited = run.pass_over(pending), False
         while True:
             still = set(_pending(out, list(elsewhere)))

@@ -14,6 +14,7 @@ folder whose training configuration differs (anything but the depth grid) is ref
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -21,18 +22,20 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from resnet_limits.data import Dataset, mnist_embedding, synthetic
+from resnet_limits.data import Dataset, LabelledImages, mnist_dataset, mnist_images, synthetic
 from resnet_limits.errors import UsageError
 from resnet_limits.models import ResNetParams
 from resnet_limits.sweeps.driver import SweepReport, run_depths
-from resnet_limits.sweeps.folder import load_depth_arrays
+from resnet_limits.sweeps.folder import CONFIG, load_config, load_depth_arrays
 from resnet_limits.sweeps.grid import DEFAULT_BASE, depth_grid
 from resnet_limits.training import TrainConfig, TrainResult, seed_keys, train_seeds
 
 __all__ = [
     "PRESETS",
     "QUICK_MAX_DEPTH",
+    "QUICK_MAX_DEPTHS",
     "SEED_LIMIT",
+    "data_info",
     "dataset_for",
     "load_depth",
     "make_config",
@@ -61,17 +64,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     "relu-mnist": dict(_MNIST, activation="relu", delta_mode="per-layer"),
 }
 QUICK_MAX_DEPTH = 1000
+# --quick for MNIST (8,000 training images, 10 epochs): the grid up to 203 (tanh) / 406 (ReLU)
+# keeps a sweep under 5 minutes on 2 CPU cores.
+QUICK_MAX_DEPTHS = {"tanh-mnist": 203, "relu-mnist": 406}
 SEED_LIMIT = 2**32  # jax.random.PRNGKey takes seeds below this; larger ones repeat smaller ones
 
 _TRAIN_KEYS = tuple(f.name for f in TrainConfig.__dataclass_fields__.values())
-# Keys that define the depth grid: they may change between runs in one folder.
-_GRID_KEYS = ("depths", "min_depth", "max_depth", "depth_base", "quick")
+# Keys that define the depth grid: they may change between runs in one folder; so may
+# "data_info", where the data came from (the data folder may move).
+_GRID_KEYS = ("depths", "min_depth", "max_depth", "depth_base", "quick", "data_info")
 
 
 def make_config(preset: str, *, quick: bool = False, **overrides) -> dict[str, Any]:
     """The resolved configuration of a preset with user overrides (``None`` values ignored).
 
-    ``quick`` caps the depth grid at about 1,000. ``depths`` (an explicit list) wins over the
+    ``quick`` caps the depth grid at about 1,000 (MNIST: :data:`QUICK_MAX_DEPTHS`). ``depths`` (an explicit list) wins over the
     grid parameters. Raises :class:`UsageError` for unknown names or bad values.
     """
     if preset not in PRESETS:
@@ -83,7 +90,7 @@ def make_config(preset: str, *, quick: bool = False, **overrides) -> dict[str, A
         if v is not None:
             cfg[k] = v
     if quick and overrides.get("max_depth") is None and overrides.get("depths") is None:
-        cfg["max_depth"] = min(cfg["max_depth"], QUICK_MAX_DEPTH)
+        cfg["max_depth"] = min(cfg["max_depth"], QUICK_MAX_DEPTHS.get(preset, QUICK_MAX_DEPTH))
     if overrides.get("depths") is not None:
         depths = sorted({int(L) for L in overrides["depths"]})
         if not depths or depths[0] < 1:
@@ -116,14 +123,30 @@ def train_config(cfg: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**{k: cfg[k] for k in _TRAIN_KEYS})
 
 
+@functools.lru_cache(maxsize=1)
+def _mnist_images(data_dir: Optional[str], n_train: int, n_test: int) -> LabelledImages:
+    """The MNIST images of a run, read once per process (:func:`dataset_for` and :func:`data_info`)."""
+    return mnist_images(data_dir, n_train=n_train, n_test=n_test)
+
+
+def _mnist_of(cfg: dict[str, Any]) -> LabelledImages:
+    return _mnist_images(cfg.get("data_dir"), int(cfg["n_train"]), int(cfg["n_test"]))
+
+
 def dataset_for(cfg: dict[str, Any]) -> Dataset:
     """The exact training and test data of a run (deterministic from ``data_seed``)."""
     key = jax.random.PRNGKey(int(cfg["data_seed"]))
     if cfg["dataset"] == "synthetic":
         return synthetic(key, cfg["n_train"], cfg["n_test"], cfg["width"])
     if cfg["dataset"] == "mnist":
-        return mnist_embedding(key, data_dir=cfg.get("data_dir"), n_train=cfg["n_train"], n_test=cfg["n_test"])
+        return mnist_dataset(key, _mnist_of(cfg))
     raise UsageError(f"unknown dataset {cfg['dataset']!r}")
+
+
+def data_info(cfg: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """Where an image data set came from and how it was split (``LabelledImages.info``: dataset,
+    source, split, n_train, n_test); None for the generated synthetic task."""
+    return _mnist_of(cfg).info if cfg["dataset"] == "mnist" else None
 
 
 def load_depth(run_dir, depth: int) -> tuple[ResNetParams, dict[str, Any]]:
@@ -164,8 +187,11 @@ def run_sweep_report(
 
     Resumable and shareable between processes (:func:`~resnet_limits.sweeps.driver.run_depths`);
     the data set is loaded, and ``config.json`` written, only if some depth needs training.
+    An image data set's :func:`data_info` is added to ``cfg`` (and so to ``config.json``) as
+    ``cfg["data_info"]`` once it has loaded (or taken from the folder's ``config.json``).
     """
     data: dict[str, Dataset] = {}
+    _keep_data_info(cfg, Path(out_dir))
     tcfg = train_config(cfg)
     say = log or (lambda m: tqdm.write(m))
 
@@ -177,10 +203,25 @@ def run_sweep_report(
             say(f"L={L}: {n_div} of {cfg['seeds']} seeds diverged (recorded, sweep goes on)")
         return _depth_files(L, result)
 
-    return run_depths(
-        Path(out_dir), cfg, cfg["depths"], train_one, setup=lambda: data.setdefault("d", dataset_for(cfg)),
-        free_keys=_GRID_KEYS, wait=wait, progress=progress, log=log,
-    )
+    def setup() -> None:
+        data["d"] = dataset_for(cfg)
+        info = data_info(cfg)
+        if info is not None:
+            cfg["data_info"] = info
+
+    return run_depths(Path(out_dir), cfg, cfg["depths"], train_one, setup=setup, free_keys=_GRID_KEYS, wait=wait,
+                      progress=progress, log=log)
+
+
+def _keep_data_info(cfg: dict[str, Any], out: Path) -> None:
+    """Carry the folder's recorded ``data_info`` into ``cfg`` (a rerun that loads no data keeps it)."""
+    if "data_info" not in cfg and (out / CONFIG).is_file():
+        try:
+            old = load_config(out)
+        except UsageError:
+            return  # a damaged or foreign folder: run_depths says so in one line
+        if old.get("data_info") is not None:
+            cfg["data_info"] = old["data_info"]
 
 
 def run_sweep(cfg: dict[str, Any], out_dir, *, progress: bool = True) -> list[int]:

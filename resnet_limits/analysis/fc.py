@@ -10,7 +10,8 @@ are read one at a time, in three passes, so a run of deep networks need not fit 
    named in ``result["left_out"]``; then the exponent fits (alpha, beta, nu per seed);
 2. the trend integral common to the ``n_trend`` largest depths and all seeds (SP eq. 7);
 3. at every depth the trend/noise split (common and each network's own trend, SP eqs. 6, 8)
-   and the training loss of the trained and denoised networks (SP Fig. 6).
+   and the training loss of the trained and denoised networks (SP Fig. 6; skipped for imported
+   weights, which come without training data).
 
 Then the hypothesis tests per tensor, ``analysis.json`` (the returned dict) and the figures.
 """
@@ -57,6 +58,7 @@ from resnet_limits.scaling import (
     valid_seeds,
 )
 from resnet_limits.sweeps.folder import write_json
+from resnet_limits.weights import IMPORTED
 
 __all__ = ["analyze_run", "format_analysis"]
 
@@ -64,6 +66,8 @@ NAMES = ("A", "b")
 #: Per-seed metrics of a depth's JSON carried into the analysis.
 RECORDED = ("train_loss", "test_loss", "updates")
 MIN_DEPTHS = 3
+#: Why an imported run has no SP Fig. 6 (``result["denoised"]["skipped"]``).
+NO_TRAINING_DATA = "imported weights: no training data"
 
 
 class _Run(NamedTuple):
@@ -143,9 +147,11 @@ def analyze_run(
     td = trend_depths(norms.depths, n_trend)
     G = trend_grid(td, max_grid)
     I = _common_trends(run, norms, td, beta, G)
-    data = sweeps.dataset_for(cfg)
-    x = np.asarray(data.x_train[:max_eval], np.float32)
-    y = np.asarray(data.y_train[:max_eval], np.float32)
+    x = y = None
+    if cfg.get("dataset") != IMPORTED:  # imported weights come without their training data
+        data = sweeps.dataset_for(cfg)
+        x = np.asarray(data.x_train[:max_eval], np.float32)
+        y = np.asarray(data.y_train[:max_eval], np.float32)
     seed = _figure_seed(norms)
     entry = {n: _figure_entry(n, run.activation, int(cfg["width"]), trend_weights(I[n][seed], ENTRY_NDIM[n]))
              for n in NAMES}
@@ -161,7 +167,11 @@ def analyze_run(
     result.update(verdicts={n: tests[n]["verdict"] for n in NAMES}, verdict=tests["A"]["verdict"],
                   hypothesis_tests=tests, exponents={"alpha": alpha, **exps},
                   table1=_table1_entries(norms, beta, run.has_delta), decomposition=decomposition)
-    result.update(_denoised_entries(norms, split, cols, int(x.shape[0]), cfg.get("epsilon")))
+    if x is None:
+        result.update(denoised={"skipped": NO_TRAINING_DATA}, denoised_over_trained_largest=None,
+                      denoised_own_over_trained_largest=None)
+    else:
+        result.update(_denoised_entries(norms, split, cols, int(x.shape[0]), cfg.get("epsilon")))
     result.update(paper=PAPER_VALUES.get(str(cfg.get("preset"))), thresholds=dict(THRESHOLDS), figures=[])
     result = _json_clean(result)
     if figures:
@@ -273,13 +283,15 @@ def _split_and_denoise(run: _Run, norms: _Norms, I, beta, x, y, max_grid: int, s
         return seeds_by_depth([get(c) for c in columns], run.n_seeds)
 
     out = {t: {n: {k: table(lambda c: c[t][n][k]) for k in SPLIT_KEYS} for n in NAMES} for t in ("common", "own")}
-    out.update({k: table(lambda c: c[k]) for k in ("trained_loss", "denoised_loss", "denoised_own_loss")})
+    out.update({k: table(lambda c: c[k]) for k in ("trained_loss", "denoised_loss", "denoised_own_loss")
+                if k in columns[0]})
     return out, figdata
 
 
 def _denoise_depth(run: _Run, params: ResNetParams, tens, ok: np.ndarray, I, beta, x, y, max_grid: int,
                    ) -> tuple[dict[str, Any], dict[str, tuple[dict, dict]]]:
-    """One depth of pass 3 for its first ``len(ok)`` seeds (numbers of invalid seeds NaN)."""
+    """One depth of pass 3 for its first ``len(ok)`` seeds (numbers of invalid seeds NaN); the
+    losses only when there are training data (``x`` not None)."""
     s = ok.shape[0]
     splits, cols = {}, {"common": {}, "own": {}}
     for n in NAMES:
@@ -296,6 +308,8 @@ def _denoise_depth(run: _Run, params: ResNetParams, tens, ok: np.ndarray, I, bet
     def loss(p: ResNetParams) -> np.ndarray:
         return np.where(ok, seed_losses(p, x, y, activation=run.activation, delta_mode=run.delta_mode), np.nan)
 
+    if x is None:  # no training data (imported weights): the split only
+        return cols, splits
     cols["trained_loss"] = loss(ResNetParams(f32(params.A), f32(params.b), dl))
     for key, t in (("denoised_loss", 0), ("denoised_own_loss", 1)):
         den = [splits[n][t]["denoised"] for n in NAMES]
@@ -565,6 +579,8 @@ def _verdict_lines(r: Mapping[str, Any]) -> list[str]:
 
 def _loss_lines(den: Mapping[str, Any]) -> list[str]:
     """SP Fig. 6 as a table: trained and denoised training loss at up to ~10 depths."""
+    if den.get("skipped"):
+        return ["", f"training loss of trained vs denoised weights (SP Fig. 6): skipped ({den['skipped']})"]
     if not den.get("depths"):
         return []
     lines = ["", f"training loss, trained vs denoised weights (SP Fig. 6; {den.get('n_eval')} training points; "

@@ -1,0 +1,123 @@
+"""The analysis of a convolutional sweep folder (SP §3.2, Figs 7-8, App. C Table 5):
+``RUN_DIR`` -> ``analysis.json``, ``table5.md`` and ``figures/fig7_conv_norms.png``,
+``figures/fig8_conv_hypotheses.png``.
+
+Per depth: the operator norm of every Delta_k and A_k on its input's size, and of the
+increments between consecutive blocks of equal shape (:func:`resnet_limits.scaling.conv_block_norms`);
+then alpha and beta from the maximum norms against L (SP Fig. 7), the root sum of squares and
+the alpha- / beta-scaled norm of increments (SP Fig. 8), and the final test error (Table 5).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from tqdm.auto import tqdm
+
+from resnet_limits import sweeps
+from resnet_limits.analysis.fc import _json_clean
+from resnet_limits.conv import block_kernels
+from resnet_limits.errors import DamagedRunError, UsageError
+from resnet_limits.scaling import CONV_KERNELS, PAPER_CONV, PAPER_TABLE5, conv_block_norms, conv_exponents, conv_table1
+from resnet_limits.sweeps.folder import atomic_write, write_json
+
+__all__ = ["analyze_conv_run", "format_conv_analysis", "table5_markdown"]
+
+#: The exponent that scales each kernel family's increments (SP Fig. 8).
+SCALED_BY = {"Delta": "alpha", "A": "beta"}
+
+
+def analyze_conv_run(run_dir, *, progress: bool = True, figures: bool = True) -> dict:
+    """SP §3.2 on a ``conv-cifar10`` run folder; writes and returns ``analysis.json``'s dict.
+
+    A damaged depth is left out (``result["left_out"]``: depth -> one line); a folder with no
+    intact finished depth is a :class:`UsageError`. alpha and beta need two depths (else None).
+    """
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    cfg = sweeps.load_config(run_dir)
+    per_depth, left_out = _read_depths(run_dir, sweeps.finished_depths(run_dir), progress)
+    if not per_depth:
+        extra = f" (damaged: {', '.join(left_out)})" if left_out else ""
+        raise UsageError(f"{run_dir} has no intact finished depth{extra}; run the sweep first")
+    depths = sorted(per_depth)
+    exps = conv_exponents(depths, [per_depth[L]["Delta"]["norms"].max() for L in depths],
+                          [per_depth[L]["A"]["norms"].max() for L in depths])
+    for L in depths:
+        for name, key in SCALED_BY.items():
+            e = per_depth[L][name]
+            e.update(conv_table1(e["norms"], e["increments"], exps[key]))
+    result = {
+        "kind": "conv", "run_dir": str(run_dir), "preset": cfg.get("preset"), "dataset": cfg.get("dataset"),
+        "data_info": cfg.get("data_info"), "epochs": cfg.get("epochs"), "width": cfg.get("width"),
+        "depths": depths, "left_out": left_out, **exps, "paper": dict(PAPER_CONV),
+        "norms_on": {name: f"the block's {where.replace('_hw', '')} size" for name, where in CONV_KERNELS.items()},
+        "per_depth": {str(L): per_depth[L] for L in depths},
+        "table5": _table5(per_depth, depths), "figures": [],
+    }
+    result = _json_clean(result)
+    atomic_write(run_dir / "table5.md", lambda f: f.write(table5_markdown(result).encode()))
+    if figures:
+        from resnet_limits import plotting
+
+        result["figures"] = plotting.conv_figures(result, run_dir / "figures")
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    write_json(run_dir / "analysis.json", result)
+    return result
+
+
+def _read_depths(run_dir: Path, depths: Sequence[int], progress: bool) -> tuple[dict[int, dict], dict[str, str]]:
+    """Per intact depth its kernels' norms and increments, test error and parameter count."""
+    per_depth, left_out = {}, {}
+    for L in tqdm(depths, desc="analyse: conv norms", unit="depth", disable=not progress):
+        try:
+            params, metrics = sweeps.load_conv_depth(run_dir, L)
+        except DamagedRunError as e:
+            left_out[str(L)] = " ".join(str(e).split())
+            continue
+        fam = conv_block_norms(block_kernels(params))
+        per_depth[L] = {**fam, "test_error": metrics.get("test_error"), "parameters": metrics.get("parameters"),
+                        "epochs": metrics.get("epochs")}
+    return per_depth, left_out
+
+
+def _table5(per_depth: Mapping[int, Mapping[str, Any]], depths: Sequence[int]) -> dict[str, Any]:
+    """SP Table 5: final test error (%) per depth, beside the paper's."""
+    err = [per_depth[L]["test_error"] for L in depths]
+    return {"depths": list(depths), "test_error_percent": [None if e is None else 100.0 * e for e in err],
+            "paper_percent": [PAPER_TABLE5.get(L) for L in depths]}
+
+
+def table5_markdown(result: Mapping[str, Any]) -> str:
+    """``table5.md``: one row per depth, ours beside the paper's (SP App. C, Table 5)."""
+    t = result["table5"]
+    info = result.get("data_info") or {}
+    lines = [f"Test error in % on {info.get('dataset', result.get('dataset'))} per depth L after "
+             f"{result.get('epochs')} epochs (SP Table 5; data: {info.get('split', '-')})", "",
+             "| L | test error (%) | paper (%) |", "|---:|---:|---:|"]
+    f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    for L, e, p in zip(t["depths"], t["test_error_percent"], t["paper_percent"]):
+        lines.append(f"| {L} | {f(e)} | {f(p)} |")
+    return "\n".join(lines) + "\n"
+
+
+def format_conv_analysis(result: Mapping[str, Any]) -> str:
+    """What ``resnet-limits analyze`` prints for a convolutional run."""
+    r = result
+    f = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+    pm = lambda k: f(r.get(k)) + (f" ± {r[k + '_stderr']:.2g}" if r.get(k + "_stderr") is not None else "")  # noqa: E731
+    lines = [f"run {r['run_dir']}: {r.get('preset')} ({(r.get('data_info') or {}).get('split', r.get('dataset'))})",
+             f"alpha (max_k ||Delta_k|| ~ L^-alpha) = {pm('alpha')}   paper {r['paper']['alpha']}",
+             f"beta  (max_k ||A_k|| ~ L^-beta)      = {pm('beta')}   paper {r['paper']['beta']}", "",
+             f"{'L':>5}{'max|Δ|':>9}{'rss Δ':>9}{'α-incr Δ':>10}{'max|A|':>9}{'rss A':>9}{'β-incr A':>10}"
+             f"{'test err %':>12}"]
+    for L, e in zip(r["depths"], r["table5"]["test_error_percent"]):
+        d = r["per_depth"][str(L)]
+        D, A = d["Delta"], d["A"]
+        lines.append(f"{L:>5}{f(D['max_norm']):>9}{f(D['rss']):>9}{f(D.get('scaled_increment')):>10}"
+                     f"{f(A['max_norm']):>9}{f(A['rss']):>9}{f(A.get('scaled_increment')):>10}{f(e):>12}")
+    if r.get("figures"):
+        lines += ["", f"figures: {', '.join(Path(p).name for p in r['figures'])}; table: table5.md"]
+    return "\n".join(lines)
