@@ -11,8 +11,18 @@ import pytest
 
 from resnet_limits.data import synthetic
 from resnet_limits.errors import UsageError
-from resnet_limits.models import forward, init_params, mse
-from resnet_limits.training.fc import TrainConfig, _epoch, _init_state, make_optimizer, seed_keys, train_seeds
+from resnet_limits.models import forward, forward_to_depth, init_params, init_scales, mse, pad_params
+from resnet_limits.training.fc import (
+    TrainConfig,
+    _bucket_programs,
+    _epoch,
+    _Graph,
+    _init_state,
+    depth_capacity,
+    make_optimizer,
+    seed_keys,
+    train_seeds,
+)
 
 DATA = synthetic(jax.random.PRNGKey(0), n_train=128, n_test=32)
 
@@ -93,7 +103,10 @@ _SHARDED = textwrap.dedent("""
     assert jax.device_count() == 2, jax.devices()
     data = synthetic(jax.random.PRNGKey(0), n_train=128, n_test=32)
     res = train_seeds(seed_keys(3, 6, 3), 6, data, TrainConfig(batch_size=32, epochs=2, epsilon=0.0))
-    print(json.dumps({"A": np.asarray(res.params.A).tolist(), "loss": np.asarray(res.train_loss).tolist()}))
+    lrs = train_seeds(seed_keys(3, 6, 3), 6, data, TrainConfig(batch_size=32, epochs=2, epsilon=0.0),
+                      lrs=[0.01, 0.03, 0.001])
+    print(json.dumps({"A": np.asarray(res.params.A).tolist(), "loss": np.asarray(res.train_loss).tolist(),
+                      "lrs_A": np.asarray(lrs.params.A).tolist(), "lrs_curve": np.asarray(lrs.loss_curve).tolist()}))
 """)
 
 
@@ -105,3 +118,110 @@ def test_seed_axis_sharded_over_two_cpu_devices_gives_the_same_results():
     ref = train_seeds(seed_keys(3, 6, 3), 6, DATA, TrainConfig(batch_size=32, epochs=2, epsilon=0.0))
     np.testing.assert_allclose(np.array(got["A"]), ref.params.A, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(np.array(got["loss"]), ref.train_loss, rtol=1e-5)
+    # several learning rates, 3 runs padded to 4 over the 2 devices
+    ref = train_seeds(seed_keys(3, 6, 3), 6, DATA, TrainConfig(batch_size=32, epochs=2, epsilon=0.0),
+                      lrs=[0.01, 0.03, 0.001])
+    np.testing.assert_allclose(np.array(got["lrs_A"]), ref.params.A, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.array(got["lrs_curve"]), ref.loss_curve, rtol=1e-5)
+
+
+def _assert_same_runs(a, b, rtol=2e-5, wtol=0.0):
+    """Two TrainResults equal to float32 round-off (weights, curves, flags, final losses).
+
+    ``wtol``: weights may differ by ``wtol`` times the largest weight: Adam's step g/sqrt(v)
+    has size ~lr however small g is, so round-off in a near-zero gradient component moves a
+    weight by far more than round-off (up to ~2e-6 of the weights' scale here).
+    """
+    for name in ("A", "b", "delta"):
+        x, y = getattr(a.params, name), getattr(b.params, name)
+        assert (x is None) == (y is None)
+        if x is not None:
+            assert x.shape == y.shape
+            scale = float(np.abs(y).max())
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=max(1e-7 * max(1.0, scale), wtol * scale))
+    np.testing.assert_allclose(a.loss_curve, b.loss_curve, rtol=rtol)
+    np.testing.assert_array_equal(a.updates, b.updates)
+    np.testing.assert_array_equal(a.converged, b.converged)
+    np.testing.assert_array_equal(a.diverged, b.diverged)
+    np.testing.assert_allclose(a.train_loss, b.train_loss, rtol=rtol)
+    np.testing.assert_allclose(a.test_loss, b.test_loss, rtol=rtol)
+
+
+@pytest.mark.parametrize("activation,delta_mode", [("tanh", "shared"), ("relu", "per-layer"), ("csoftplus", "none")])
+def test_forward_to_depth_and_its_aa53_gradient_equal_the_scan_on_the_first_layers(activation, delta_mode):
+    L, x = 7, DATA.x_train[:16]
+    p = init_params(jax.random.PRNGKey(1), L, 10, init="brownian", delta_mode=delta_mode)
+    padded = pad_params(p, 64)
+    ref_loss, ref = jax.value_and_grad(
+        lambda p: mse(forward(p, x, activation=activation, delta_mode=delta_mode), DATA.y_train[:16]))(p)
+    loss, got = jax.jit(jax.value_and_grad(
+        lambda p, L: mse(forward_to_depth(p, x, L, activation=activation, delta_mode=delta_mode), DATA.y_train[:16])))(
+        padded, jnp.int32(L))
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
+    np.testing.assert_allclose(got.A[:L], ref.A, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(got.b[:L], ref.b, rtol=1e-5, atol=1e-9)
+    assert not np.any(got.A[L:]) and not np.any(got.b[L:])  # padded layers: zero gradient
+    if delta_mode == "per-layer":
+        np.testing.assert_allclose(got.delta[:L], ref.delta, rtol=1e-5, atol=1e-9)
+        assert not np.any(got.delta[L:])
+    elif delta_mode == "shared":
+        np.testing.assert_allclose(got.delta, ref.delta, rtol=1e-5)
+    np.testing.assert_array_equal(  # a single input (d,) too
+        forward_to_depth(padded, x[0], L, activation=activation, delta_mode=delta_mode),
+        forward(p, x[0], activation=activation, delta_mode=delta_mode))
+
+
+@pytest.mark.parametrize("delta_mode,init", [("shared", "xavier-depth"), ("per-layer", "brownian")])
+def test_bucket_init_draws_bit_for_bit_the_weights_of_the_per_depth_program(delta_mode, init):
+    # today's weights: init_params inside the jitted per-depth init (eager init_params rounds differently)
+    cfg = TrainConfig(delta_mode=delta_mode, init=init)
+    progs = _bucket_programs(_Graph("tanh", delta_mode, "adam", 32))
+    keys = seed_keys(5, 0, 2)
+    for L in (3,) if delta_mode == "shared" else (70,):
+        sA, sb = init_scales(L, 10, init, 0.01)
+        got = progs.init(keys, jnp.int32(L), np.float32(sA), np.float32(sb), np.float32(1 / L),
+                         capacity=depth_capacity(L), width=10).params
+        want = jax.jit(jax.vmap(lambda k: _init_state(k, L, 10, cfg, make_optimizer("adam", 0.01))))(keys).params
+        want = jax.vmap(lambda p: pad_params(p, depth_capacity(L)))(want)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+
+
+# graphs and seed counts of the tests above, so the bucket programs are compiled already
+@pytest.mark.parametrize("optimizer,delta_mode,activation,depth,n_seeds", [
+    ("adam", "shared", "tanh", 40, 2), ("sgd", "per-layer", "relu", 5, 3)])
+def test_bucket_engine_equals_the_per_depth_program(optimizer, delta_mode, activation, depth, n_seeds):
+    cfg = TrainConfig(optimizer=optimizer, delta_mode=delta_mode, activation=activation, lr=0.05,
+                      batch_size=32, epochs=3, max_updates=10, epsilon=0.0)
+    keys = seed_keys(2, depth, n_seeds)
+    bucket, static = train_seeds(keys, depth, DATA, cfg), train_seeds(keys, depth, DATA, cfg, engine="static")
+    _assert_same_runs(bucket, static, wtol=1e-5 if optimizer == "adam" else 0.0)
+    assert bucket.params.A.shape == (n_seeds, depth, 10, 10) and depth < depth_capacity(depth)
+
+
+def test_several_learning_rates_in_one_program_equal_separate_runs():
+    cfg = TrainConfig(batch_size=32, epochs=2, epsilon=0.0)
+    key = seed_keys(1, 9, 1)
+    both = train_seeds(jnp.concatenate([key, key]), 9, DATA, cfg, lrs=[0.003, 0.05])
+    for s, lr in enumerate((0.003, 0.05)):
+        alone = train_seeds(key, 9, DATA, TrainConfig(batch_size=32, epochs=2, epsilon=0.0, lr=lr))
+        _assert_same_runs(jax.tree.map(lambda a: a[s:s + 1], both), alone, rtol=1e-6)
+    assert not np.allclose(both.params.A[0], both.params.A[1])
+    with pytest.raises(UsageError, match="one learning rate per key"):
+        train_seeds(key, 9, DATA, cfg, lrs=[0.1, 0.2])
+    with pytest.raises(UsageError, match="learning rates must be positive"):
+        train_seeds(key, 9, DATA, cfg, lrs=[-1.0])
+
+
+def test_a_grid_of_depths_compiles_one_program_per_capacity():
+    # a graph no other test uses, so its programs start with empty caches
+    cfg = TrainConfig(activation="csoftplus", optimizer="sgd", batch_size=64, epochs=1, epsilon=0.0)
+    progs = _bucket_programs(_Graph(cfg.activation, cfg.delta_mode, cfg.optimizer, cfg.batch_size))
+    for L in (3, 10, 40):  # one capacity (64)
+        train_seeds(seed_keys(0, L, 2), L, DATA, cfg)
+    assert progs.epoch._cache_size() == 1
+    assert progs.init._cache_size() == 1 and progs.evaluate._cache_size() == 1
+    train_seeds(seed_keys(0, 100, 2), 100, DATA, cfg)  # the next capacity (256)
+    assert progs.epoch._cache_size() == 2
+    assert [depth_capacity(L) for L in (1, 64, 65, 256, 257, 1024, 1025, 10321)] == [
+        64, 64, 256, 256, 1024, 1024, 2048, 16384]

@@ -8,13 +8,25 @@ loss marks the seed diverged; its last finite weights are kept.
 
 With several devices the seed axis is sharded across them (``jax.sharding``); results are
 the same as on one device because every seed's randomness comes from its own key.
+
+Two engines compute the same numbers (to float32 round-off):
+
+- ``bucket`` (the default): the weights are stacked in a capacity C >= L (:func:`depth_capacity`:
+  64, 256, 1024, then powers of two) and the layer loop runs exactly L layers with a dynamic trip
+  count (:func:`~resnet_limits.models.forward_to_depth`, backward pass by AA eq. 5.3). The depth,
+  the data, the learning rates, epsilon and T_max are arguments of programs cached per graph
+  (activation, delta mode, optimiser, batch size), so a whole depth grid compiles one program
+  per capacity, and several learning rates train in one vmapped program (``lrs``).
+- ``static``: one program per depth with the depth and data baked in (the original trainer),
+  kept as the reference the tests and ``benchmarks/train_throughput.py`` compare against.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -25,18 +37,32 @@ from tqdm.auto import tqdm
 
 from resnet_limits.data import Dataset
 from resnet_limits.errors import UsageError
-from resnet_limits.models import DELTA_MODES, INITS, ResNetParams, forward, get_activation, init_params, mse
+from resnet_limits.models import (
+    DELTA_MODES,
+    INITS,
+    ResNetParams,
+    forward,
+    forward_to_depth,
+    get_activation,
+    init_params,
+    init_scales,
+    mse,
+    pad_params,
+)
 
 __all__ = [
+    "ENGINES",
     "OPTIMIZERS",
     "TrainConfig",
     "TrainResult",
+    "depth_capacity",
     "make_optimizer",
     "seed_keys",
     "train_seeds",
 ]
 
 OPTIMIZERS = ("adam", "sgd")
+ENGINES = ("bucket", "static")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +127,11 @@ class _State(NamedTuple):
     updates: jax.Array  # int32
 
 
-def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
-    """Constant-step optax optimiser: ``adam`` (the authors' code default) or ``sgd`` (SP §3.1)."""
+def make_optimizer(name: str, lr) -> optax.GradientTransformation:
+    """Constant-step optax optimiser: ``adam`` (the authors' code default) or ``sgd`` (SP §3.1).
+
+    ``lr`` may be a traced scalar (one learning rate per vmapped run).
+    """
     if name == "adam":
         return optax.adam(lr)
     if name == "sgd":
@@ -125,29 +154,47 @@ def _init_state(key, depth: int, width: int, cfg: TrainConfig, opt) -> _State:
         jax.random.fold_in(key, 0), depth, width, init=cfg.init,
         delta_mode=cfg.delta_mode, scale=cfg.init_scale,
     )
+    return _fresh_state(params, opt)
+
+
+def _fresh_state(params: ResNetParams, opt: optax.GradientTransformation) -> _State:
+    """Optimiser state and flags of a run about to start."""
     false = jnp.zeros((), bool)
     return _State(params, opt.init(params), jnp.ones((), bool), false, false, jnp.zeros((), jnp.int32))
 
 
 def _epoch(state: _State, key, epoch, data: Dataset, cfg: TrainConfig, opt):
-    """One epoch of one seed: reshuffle, scan over minibatches, then the early-stop test."""
-    n, B = data.x_train.shape[0], cfg.batch_size
-    n_batches = n // B  # the last incomplete batch is dropped (fixed shapes)
+    """One epoch of one seed of the static engine (depth and data are constants of the program)."""
+    loss = lambda p, x, y: _loss(p, x, y, cfg)  # noqa: E731
+    batches = _epoch_batches(key, epoch, data.x_train.shape[0], cfg.batch_size)
+    return _epoch_steps(state, batches, data.x_train, data.y_train, loss, opt, cfg.max_updates, cfg.epsilon)
+
+
+def _epoch_batches(key, epoch, n: int, batch_size: int) -> jax.Array:
+    """Minibatch indices (n // B, B) of one seed's epoch: a fresh permutation, the last partial batch dropped."""
+    n_batches = n // batch_size  # fixed shapes
     perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(key, 1), epoch), n)
-    batches = perm[: n_batches * B].reshape(n_batches, B)
-    grad_fn = jax.value_and_grad(_loss)
+    return perm[: n_batches * batch_size].reshape(n_batches, batch_size)
+
+
+def _epoch_steps(state: _State, batches, x, y, loss_fn, opt, max_updates, epsilon):
+    """One epoch of one seed: scan over the minibatches ``batches``, then the early-stop test.
+
+    ``loss_fn(params, x_batch, y_batch)``; ``max_updates`` and ``epsilon`` may be traced.
+    """
+    grad_fn = jax.value_and_grad(loss_fn)
 
     def update(st: _State, idx):
-        loss, grads = grad_fn(st.params, data.x_train[idx], data.y_train[idx], cfg)
+        loss, grads = grad_fn(st.params, x[idx], y[idx])
         finite = jnp.isfinite(loss)
-        do = st.active & finite & (st.updates < cfg.max_updates)
+        do = st.active & finite & (st.updates < max_updates)
         upd, new_opt = opt.update(grads, st.opt_state, st.params)
         new_params = optax.apply_updates(st.params, upd)
         keep = lambda new, old: jnp.where(do, new, old)
         st = _State(
             jax.tree.map(keep, new_params, st.params),
             jax.tree.map(keep, new_opt, st.opt_state),
-            st.active & finite & (st.updates + do < cfg.max_updates),
+            st.active & finite & (st.updates + do < max_updates),
             st.converged,
             st.diverged | (st.active & ~finite),
             st.updates + do.astype(jnp.int32),
@@ -158,7 +205,7 @@ def _epoch(state: _State, key, epoch, data: Dataset, cfg: TrainConfig, opt):
     state, losses = jax.lax.scan(update, state, batches)
     done = ~jnp.isnan(losses)
     mean = jnp.sum(jnp.where(done, losses, 0.0)) / jnp.maximum(done.sum(), 1)
-    conv = was_active & ~state.diverged & (done.sum() > 0) & (mean < cfg.epsilon)
+    conv = was_active & ~state.diverged & (done.sum() > 0) & (mean < epsilon)
     state = state._replace(active=state.active & ~conv, converged=state.converged | conv)
     return state, losses
 
@@ -176,59 +223,235 @@ def _seed_sharding(n_seeds: int):
     return NamedSharding(mesh, PartitionSpec("seeds"))
 
 
+class _Engine(NamedTuple):
+    """The three programs of one run, closed over everything but the state and the keys."""
+
+    init: Callable  # keys -> _State
+    epoch: Callable  # (state, keys, epoch) -> (state, losses (S, n_batches))
+    evaluate: Callable  # params -> (train_loss (S,), test_loss (S,))
+    trim: Callable  # params as trained -> params of depth L
+
+
+def _static_engine(depth: int, data: Dataset, cfg: TrainConfig) -> _Engine:
+    """The original trainer: depth, data and learning rate are constants; one compile per call."""
+    opt = make_optimizer(cfg.optimizer, cfg.lr)
+    width = data.x_train.shape[1]
+    init = jax.jit(jax.vmap(lambda k: _init_state(k, depth, width, cfg, opt)))
+    epoch_fn = jax.jit(
+        jax.vmap(lambda st, k, e: _epoch(st, k, e, data, cfg, opt), in_axes=(0, 0, None)),
+        donate_argnums=0,
+    )
+    evaluate = jax.jit(jax.vmap(lambda p: _eval(p, data, cfg)))
+    return _Engine(init, epoch_fn, evaluate, lambda p: p)
+
+
+def depth_capacity(depth: int) -> int:
+    """Capacity C >= L in which the bucket engine stacks a depth-L network's weights.
+
+    64, 256, 1024, then the next power of two: a quick grid (L <= 1,000) compiles 3 programs,
+    the full grid (L <= 10,321) 7, and a network never pays for more than 4x (L < 1,024) or
+    2x its depth in the cheap per-slot work (zeroing, the optimiser step) of padded layers.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    for c in (64, 256, 1024):
+        if depth <= c:
+            return c
+    return 1 << (depth - 1).bit_length()
+
+
+class _Graph(NamedTuple):
+    """The :class:`TrainConfig` fields that change the compiled graph of the bucket engine."""
+
+    activation: str
+    delta_mode: str
+    optimizer: str
+    batch_size: int
+
+
+class _Programs(NamedTuple):
+    init: Callable
+    shuffle: Callable
+    epoch: Callable
+    evaluate: Callable
+
+
+# XLA:CPU backend optimisation level 1 (LLVM -O1): compiles the random draws ~4x and the
+# epoch ~1.3x faster than the default, runs the epoch as fast (benchmarks/train_throughput.py),
+# and draws bit-identical weights (tests/test_training.py checks them bit for bit).
+_LIGHT = {"xla_backend_optimization_level": 1}
+
+
+def _init_padded(key, depth, s_A, s_b, delta0, *, capacity: int, width: int, graph: _Graph) -> _State:
+    """The weights ``init_params(fold_in(key, 0), L, d)`` draws, stacked in ``capacity``, zero after L.
+
+    ``s_A``, ``s_b`` (:func:`~resnet_limits.models.init_scales`) and ``delta0`` = 1/L come from
+    the host so they round as in ``init_params``. With partitionable threefry (JAX's default,
+    checked by the caller) ``normal(k, (C, ...))[:L]`` equals ``normal(k, (L, ...))``.
+    """
+    C, d = capacity, width
+    kA, kb, kd = jax.random.split(jax.random.fold_in(key, 0), 3)
+    live = jnp.arange(C) < depth
+    A = jnp.where(live[:, None, None], s_A * jax.random.normal(kA, (C, d, d)), 0.0)
+    b = jnp.where(live[:, None], s_b * jax.random.normal(kb, (C, d)), 0.0)
+    delta = None
+    if graph.delta_mode == "shared":
+        delta = delta0
+    elif graph.delta_mode == "per-layer":
+        delta = jnp.where(live, jax.random.normal(kd, (C,)) / depth.astype(jnp.float32), 0.0)
+    return _fresh_state(ResNetParams(A, b, delta), make_optimizer(graph.optimizer, 1.0))  # lr-free state
+
+
+@functools.lru_cache(maxsize=None)
+def _bucket_programs(graph: _Graph) -> _Programs:
+    """The jitted programs of one graph, cached for the process; jit caches one per capacity/shape.
+
+    Depth, data, learning rates (one per run), T_max and epsilon are arguments. The epoch's
+    shuffle is a program of its own, shared by all capacities.
+    """
+
+    def loss(params, x, y, depth):
+        pred = forward_to_depth(params, x, depth, activation=graph.activation, delta_mode=graph.delta_mode)
+        return mse(pred, y)
+
+    def epoch(state, batches, x, y, depth, lr, max_updates, epsilon):
+        opt = make_optimizer(graph.optimizer, lr)
+        loss_fn = lambda p, xb, yb: loss(p, xb, yb, depth)  # noqa: E731
+        return _epoch_steps(state, batches, x, y, loss_fn, opt, max_updates, epsilon)
+
+    def shuffle(keys, e, n):
+        return jax.vmap(lambda k: _epoch_batches(k, e, n, graph.batch_size))(keys)
+
+    def evaluate(params, depth, x_train, y_train, x_test, y_test):
+        return loss(params, x_train, y_train, depth), loss(params, x_test, y_test, depth)
+
+    def init(keys, depth, s_A, s_b, delta0, capacity, width):
+        one = functools.partial(_init_padded, capacity=capacity, width=width, graph=graph)
+        return jax.vmap(one, in_axes=(0, None, None, None, None))(keys, depth, s_A, s_b, delta0)
+
+    return _Programs(
+        jax.jit(init, static_argnames=("capacity", "width"), compiler_options=_LIGHT),
+        jax.jit(shuffle, static_argnames=("n",), compiler_options=_LIGHT),
+        jax.jit(jax.vmap(epoch, in_axes=(0, 0, None, None, None, 0, None, None)), donate_argnums=0,
+                compiler_options=_LIGHT),
+        jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, None, None, None)), compiler_options=_LIGHT),
+    )
+
+
+def _bucket_engine(depth: int, data: Dataset, cfg: TrainConfig, lrs: jax.Array, sharding) -> _Engine:
+    """Programs shared by every depth up to :func:`depth_capacity` (and every lr, eps, T_max)."""
+    progs = _bucket_programs(_Graph(cfg.activation, cfg.delta_mode, cfg.optimizer, cfg.batch_size))
+    capacity, width = depth_capacity(depth), data.x_train.shape[1]
+    arrays = (data.x_train, data.y_train, data.x_test, data.y_test)
+    if sharding is not None:  # data replicated on every device, learning rates split like the seeds
+        arrays = jax.device_put(arrays, NamedSharding(sharding.mesh, PartitionSpec()))
+        lrs = jax.device_put(lrs, sharding)
+    x_train, y_train, x_test, y_test = arrays
+    L = jnp.int32(depth)
+    max_updates, epsilon = jnp.int32(cfg.max_updates), jnp.float32(cfg.epsilon)
+    s_A, s_b = init_scales(depth, width, cfg.init, cfg.init_scale)
+
+    def init(keys):
+        if jax.config.jax_threefry_partitionable:
+            return progs.init(keys, L, np.float32(s_A), np.float32(s_b), np.float32(1.0 / depth),
+                              capacity=capacity, width=width)
+        def one(k):  # other threefry modes: draw at depth L (one small compile), then pad
+            p = init_params(jax.random.fold_in(k, 0), depth, width, init=cfg.init,
+                            delta_mode=cfg.delta_mode, scale=cfg.init_scale)
+            return _fresh_state(pad_params(p, capacity), make_optimizer(cfg.optimizer, 1.0))
+        return jax.jit(jax.vmap(one))(keys)
+
+    def trim(p: ResNetParams) -> ResNetParams:  # on the host: a device slice would compile per depth
+        delta = np.asarray(p.delta)[:, :depth] if cfg.delta_mode == "per-layer" else p.delta
+        return ResNetParams(np.asarray(p.A)[:, :depth], np.asarray(p.b)[:, :depth], delta)
+
+    return _Engine(
+        init,
+        lambda st, keys, e: progs.epoch(st, progs.shuffle(keys, e, n=x_train.shape[0]), x_train, y_train,
+                                        L, lrs, max_updates, epsilon),
+        lambda p: progs.evaluate(p, L, x_train, y_train, x_test, y_test),
+        trim,
+    )
+
+
+def _learning_rates(lrs, n_seeds: int, default: float) -> np.ndarray:
+    """(S,) float32 learning rates: ``lrs`` checked, or ``default`` for every run."""
+    if lrs is None:
+        return np.full((n_seeds,), default, np.float32)
+    lrs = np.asarray(lrs, np.float64)
+    if lrs.shape != (n_seeds,):
+        raise UsageError(f"lrs must hold one learning rate per key ({n_seeds}), got shape {lrs.shape}")
+    if not np.all(np.isfinite(lrs) & (lrs > 0)):
+        raise UsageError(f"learning rates must be positive, got {lrs.tolist()}")
+    return lrs.astype(np.float32)
+
+
+def _start(keys: jax.Array, depth: int, data: Dataset, cfg: TrainConfig, lrs, engine: str) -> tuple[_Engine, jax.Array]:
+    """Check the inputs, pad the seed axis to a multiple of the devices and shard it; the engine.
+
+    Returns the engine and the padded keys (padded runs repeat the last key and learning rate;
+    their results are dropped).
+    """
+    if depth < 1:
+        raise UsageError(f"depth must be >= 1, got {depth}")
+    cfg.validate(data.x_train.shape[0])
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if lrs is not None and engine == "static":
+        raise UsageError("per-run learning rates (lrs) need the bucket engine")
+    lr = _learning_rates(lrs, keys.shape[0], cfg.lr)
+    sharding = _seed_sharding(keys.shape[0])
+    pad = (-keys.shape[0]) % jax.device_count() if sharding is not None else 0
+    if pad:
+        keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)])
+        lr = np.concatenate([lr, np.repeat(lr[-1:], pad)])
+    if sharding is not None:
+        keys = jax.device_put(keys, sharding)
+    run = _static_engine(depth, data, cfg) if engine == "static" else _bucket_engine(depth, data, cfg, lr, sharding)
+    return run, keys
+
+
 def train_seeds(
     keys: jax.Array,
     depth: int,
     data: Dataset,
     cfg: TrainConfig,
     *,
+    lrs=None,
     progress: bool = False,
     desc: Optional[str] = None,
+    engine: str = "bucket",
 ) -> TrainResult:
     """Train one network per key (SPEC §6) in one vmapped program; returns per-seed results.
 
-    ``keys``: (S,) PRNG keys (see :func:`seed_keys`). The loop over epochs is in Python
-    (progress bar, early exit once every seed stopped); each epoch is one jitted call.
+    ``keys``: (S,) PRNG keys (see :func:`seed_keys`). ``lrs``: optional (S,) learning rates,
+    one per key, overriding ``cfg.lr`` (e.g. 3 learning rates x 5 seeds as 15 runs of one
+    program: repeat the keys and the rates). The loop over epochs is in Python (progress
+    bar, early exit once every run stopped); each epoch is one jitted call. ``engine``:
+    ``"bucket"`` (programs shared across depths) or ``"static"`` (one program per depth, the
+    reference; no ``lrs``); both give the same numbers to float32 round-off.
     """
-    if depth < 1:
-        raise UsageError(f"depth must be >= 1, got {depth}")
-    cfg.validate(data.x_train.shape[0])
     n_seeds = keys.shape[0]
-    opt = make_optimizer(cfg.optimizer, cfg.lr)
-    width = data.x_train.shape[1]
+    run, keys = _start(keys, depth, data, cfg, lrs, engine)
     n_batches = data.x_train.shape[0] // cfg.batch_size
     total = min(cfg.max_updates, cfg.epochs * n_batches)
-
-    sharding = _seed_sharding(n_seeds)
-    n_dev = jax.device_count() if sharding is not None else 1
-    pad = (-n_seeds) % n_dev
-    if pad:  # pad the seed axis to a multiple of the devices; padded seeds are dropped
-        keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)])
-
-    init = jax.jit(jax.vmap(lambda k: _init_state(k, depth, width, cfg, opt)))
-    epoch_fn = jax.jit(
-        jax.vmap(lambda st, k, e: _epoch(st, k, e, data, cfg, opt), in_axes=(0, 0, None)),
-        donate_argnums=0,
-    )
-    if sharding is not None:
-        keys = jax.device_put(keys, sharding)
-    state = init(keys)
+    state = run.init(keys)
 
     curves = []
     bar = tqdm(total=total, desc=desc or f"L={depth}", unit="upd", disable=not progress, leave=False)
     for epoch in range(cfg.epochs):
-        state, losses = epoch_fn(state, keys, jnp.int32(epoch))
+        state, losses = run.epoch(state, keys, jnp.int32(epoch))
         curves.append(np.asarray(losses))
         bar.update(min(n_batches, total - bar.n))
         if not bool(jnp.any(state.active)):
             break
     bar.close()
 
-    train_loss, test_loss = jax.jit(jax.vmap(lambda p: _eval(p, data, cfg)))(state.params)
+    train_loss, test_loss = run.evaluate(state.params)
     curve = np.concatenate(curves, axis=1)[:, :total] if curves else np.zeros((n_seeds, 0))
-    take = lambda a: np.asarray(a)[:n_seeds]
+    take = lambda a: np.asarray(a)[:n_seeds]  # noqa: E731
     return TrainResult(
-        params=jax.tree.map(take, state.params),
+        params=jax.tree.map(take, run.trim(state.params)),
         loss_curve=curve[:n_seeds],
         updates=take(state.updates),
         converged=take(state.converged),
