@@ -30,6 +30,20 @@ from resnet_limits.errors import UsageError
 PROG = "resnet-limits"
 
 
+def enable_compile_cache(path=None) -> Path:
+    """Turn on JAX's persistent compilation cache in ``path`` (default ``$RESNET_LIMITS_CACHE``,
+    else ``~/.cache/resnet-limits/jax``); every program is cached. Call before the first compile."""
+    import jax
+
+    default = os.environ.get("RESNET_LIMITS_CACHE") or Path.home() / ".cache" / "resnet-limits" / "jax"
+    folder = Path(path or default).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    return folder
+
+
 def tune_xla_cpu() -> None:
     """Turn off Eigen's thread pool in XLA:CPU unless the user chose otherwise.
 
@@ -156,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=".npz networks compute h @ A_k (A is transposed); the authors' .p files always do")
 
     sub.add_parser("presets", help="list the presets and their settings")
+    for command in sub.choices.values():
+        command.add_argument(
+            "--no-compile-cache", action="store_true",
+            help="do not use JAX's persistent compilation cache (default: on, in $RESNET_LIMITS_CACHE "
+                 "or ~/.cache/resnet-limits/jax, so a rerun does not compile again)",
+        )
     return p
 
 
@@ -386,6 +406,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)
+        if not getattr(args, "no_compile_cache", True):
+            try:
+                enable_compile_cache()
+            except OSError:  # an unwritable home: run without the cache
+                pass
         return COMMANDS[args.command](args)
     except UsageError as e:  # DamagedRunError included
         _say(f"error: {e}")

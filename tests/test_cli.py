@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -124,3 +125,16 @@ def test_sweep_command_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 depths finished" in out and "this process trained 2: 2 5" in out
     assert (tmp_path / "depths" / "L00005.npz").exists()
+
+
+def test_compile_cache_writes_programs(tmp_path):
+    """`enable_compile_cache` (on by default in the CLI) stores compiled programs in its folder."""
+    code = (
+        "from resnet_limits.cli import enable_compile_cache\n"
+        "import jax, jax.numpy as jnp\n"
+        "enable_compile_cache()\n"
+        "jax.jit(lambda x: jnp.sin(x) * 2)(jnp.ones(3)).block_until_ready()\n"
+    )
+    env = dict(os.environ, RESNET_LIMITS_CACHE=str(tmp_path / "cache"))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+    assert any((tmp_path / "cache").iterdir())
