@@ -88,14 +88,10 @@ from resnet_limits.scaling.trend import (
     trend_weights,
 )
 
+from resnet_limits.scaling import conv_analysis as _conv_analysis
+
 __all__ = [
-    "CONV_KERNELS",
-    "PAPER_CONV",
-    "PAPER_TABLE5",
-    "conv_block_norms",
-    "conv_exponents",
-    "conv_table1",
-    "kernel_operator_norms",
+    *_conv_analysis.__all__,
     "ENTRY_NDIM",
     "LogLogFit",
     "PAPER_VALUES",
