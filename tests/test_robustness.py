@@ -211,7 +211,7 @@ def test_two_processes_share_one_grid(tmp_path):
 
 def test_sigterm_keeps_finished_depths(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "resnet_limits.cli", *_sweep(out, 3, 3000)],
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_limits.cli", *_sweep(out, 3, 10321, extra=("--max-updates", "160", "--epochs", "5"))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while not (out / "depths" / "L00003.json").exists():
