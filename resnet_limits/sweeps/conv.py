@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import jax
 import numpy as np
+from flax import traverse_util
 
 from resnet_limits.conv import CONFIGS, blocks_per_stage, param_count
 from resnet_limits.data import LabelledImages, cifar10_images, mock_cifar10
@@ -96,27 +97,14 @@ def conv_images(cfg: Mapping[str, Any]) -> LabelledImages:
     return cifar10_images(cfg.get("data_dir"), n_train=int(cfg["n_train"]), n_test=int(cfg["n_test"]))
 
 
-def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
+def flatten_params(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """A nested parameter dict as flat ``{"stage1/entry_A": array, ...}`` (the ``.npz`` keys)."""
-    out: dict[str, np.ndarray] = {}
-    for k, v in params.items():
-        if isinstance(v, Mapping):
-            out.update(flatten_params(v, f"{prefix}{k}/"))
-        else:
-            out[f"{prefix}{k}"] = np.asarray(v)
-    return out
+    return {k: np.asarray(v) for k, v in traverse_util.flatten_dict(params, sep="/").items()}
 
 
 def unflatten_params(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Inverse of :func:`flatten_params`."""
-    out: dict[str, Any] = {}
-    for key, v in flat.items():
-        *path, leaf = key.split("/")
-        node = out
-        for p in path:
-            node = node.setdefault(p, {})
-        node[leaf] = v
-    return out
+    return traverse_util.unflatten_dict(dict(flat), sep="/")
 
 
 def load_conv_depth(run_dir, depth: int) -> tuple[dict[str, Any], dict[str, Any]]:
