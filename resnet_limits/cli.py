@@ -13,7 +13,6 @@ Exit codes and what goes to stderr (always one line per event, never a traceback
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import signal
@@ -270,7 +269,7 @@ def _limits(args) -> int:
         args.run_dir, args.depth, seed=args.seed, n_inputs=args.inputs, out=args.out,
         progress=not args.no_progress,
     )
-    print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (list, dict))}, indent=1))
+    print(trained_limits.format_trained_limits(result))
     return 0
 
 
@@ -287,20 +286,15 @@ def _reproduce(args) -> int:
     elif args.what == "convergence":
         from resnet_limits.studies import convergence
 
-        _print_slopes(convergence.run(args.out, quick=args.quick, n_paths=args.paths, progress=progress))
+        print(convergence.format_convergence(
+            convergence.run(args.out, quick=args.quick, n_paths=args.paths, progress=progress)))
     else:
         from resnet_limits.studies import backprop
 
-        _print_slopes(backprop.run(args.out, quick=args.quick, n_paths=args.paths, progress=progress))
+        print(backprop.format_backprop(
+            backprop.run(args.out, quick=args.quick, n_paths=args.paths, progress=progress)))
     print(f"results in {args.out}")
     return 0
-
-
-def _print_slopes(res: dict) -> None:
-    cases = res.get("cases", res)
-    for name, case in cases.items():
-        if isinstance(case, dict) and "slope" in case:
-            print(f"{name:40s} slope {case['slope']:+.3f}")
 
 
 def _import_weights(args) -> int:
