@@ -14,7 +14,7 @@ folder, and splits the whole-process wall time (measured from outside) into
     python benchmarks/sweep_wallclock.py --full               # and the full grid (36 depths 3..10,321)
     python benchmarks/sweep_wallclock.py --engines static bucket   # old (one program per depth) vs new
     python benchmarks/sweep_wallclock.py --cache              # cold, then warm persistent compilation cache
-    python benchmarks/sweep_wallclock.py --devices 2          # seed axis sharded over 2 XLA host devices
+    python benchmarks/sweep_wallclock.py --devices 1          # one XLA host device (default: one per core)
 
 Timings on a shared machine are noisy: compare the rows of one run, not runs.
 """
@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from resnet_limits.cli import usable_cores
 
 _CHILD = r'''
 import time
@@ -94,15 +96,18 @@ def main(argv=None):
                    help="bucket: programs shared across depths (new); static: one program per depth (old)")
     p.add_argument("--cache", action="store_true",
                    help="persistent compilation cache in a fresh folder: one cold run, then one warm run")
-    p.add_argument("--devices", type=int, default=None, help="XLA host devices (seed axis sharded over them)")
+    p.add_argument("--devices", type=int, default=None,
+                   help="XLA host devices, the seed axis sharded over them (default: the CLI's, one per "
+                        "core at most the 5 seeds; 1 = the single-device trainer)")
     p.add_argument("--json", help="also write the rows to this JSON file")
     args = p.parse_args(argv)
 
     env = dict(os.environ)
-    if args.devices:
-        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={args.devices}".strip()
+    devices = args.devices or min(usable_cores(), 5)
+    if devices > 1:
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
     grids = [True] + ([False] if args.full else [])
-    print(f"# {args.preset}, {os.cpu_count()} cores, XLA_FLAGS={env.get('XLA_FLAGS', '')!r}; seconds")
+    print(f"# {args.preset}, {usable_cores()} cores, {devices} host devices, XLA_FLAGS={env.get('XLA_FLAGS', '')!r}; seconds")
     print(f"{'grid':>5} {'engine':>7} {'cache':>5} {'wall':>7} {'import':>7} {'compile':>7} {'train':>7} "
           f"{'write':>7} {'compiles':>8} {'hits':>5}")
     rows = []

@@ -56,6 +56,33 @@ def tune_xla_cpu() -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def use_host_devices(n: Optional[int] = None, *, runs: int = 8) -> int:
+    """Split the CPU into ``n`` XLA host devices so that the seed axis is sharded over the cores.
+
+    XLA:CPU runs each program on one thread here (see :func:`tune_xla_cpu`), so one device per
+    core is how a sweep uses every core; per-seed results do not change (each seed's randomness
+    comes from its own key). ``n`` None: one device per usable core, at most ``runs`` (the seeds
+    trained together). Appends ``--xla_force_host_platform_device_count`` to ``XLA_FLAGS`` unless
+    the user set it already (then that wins); only the CPU platform is affected, so a GPU run is
+    unchanged. Must run before JAX initialises its backend. Returns the count requested.
+    """
+    if n is not None and n < 1:
+        raise UsageError(f"devices must be >= 1, got {n}")
+    n = n if n is not None else max(1, min(usable_cores(), runs))
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags and n > 1:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+    return n
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage block) and exit code 2."""
 
@@ -169,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=".npz networks compute h @ A_k (A is transposed); the authors' .p files always do")
 
     sub.add_parser("presets", help="list the presets and their settings")
+    for name in ("sweep", "reproduce"):
+        sub.choices[name].add_argument(
+            "--devices", type=_positive_int("devices"), metavar="N",
+            help="CPU only: split the CPU into N XLA host devices and shard the seeds over them "
+                 "(default: one per core, at most the number of seeds; 1 = a single device; "
+                 "an --xla_force_host_platform_device_count already in XLA_FLAGS wins)",
+        )
     for command in sub.choices.values():
         command.add_argument(
             "--no-compile-cache", action="store_true",
@@ -186,6 +220,13 @@ def _say(line: str) -> None:
 # Options of ``sweep`` that only the fully-connected presets take.
 _FC_ONLY = ("quick", "seeds", "min_depth", "max_depth", "depth_base", "optimizer", "max_updates", "epsilon",
             "activation")
+
+
+def _is_conv(args) -> bool:
+    """A convolutional sweep (one network at a time: nothing to shard over host devices)."""
+    from resnet_limits.sweeps import CONV_PRESETS
+
+    return args.command == "sweep" and args.preset in CONV_PRESETS
 
 
 def _conv_sweep(args) -> int:
@@ -400,6 +441,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)
+        if args.command in ("sweep", "reproduce") and not _is_conv(args):
+            use_host_devices(args.devices, runs=(args.seeds or 5) if args.command == "sweep" else 16)
         if not getattr(args, "no_compile_cache", True):
             try:
                 enable_compile_cache()

@@ -1,0 +1,62 @@
+"""One XLA host device per core (``resnet-limits sweep --devices``): flags and same numbers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from resnet_limits import cli
+from resnet_limits.errors import UsageError
+
+FLAG = "--xla_force_host_platform_device_count"
+
+
+def test_default_is_one_device_per_core_at_most_the_runs(monkeypatch):
+    monkeypatch.setattr(cli, "usable_cores", lambda: 2)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    assert cli.use_host_devices(None, runs=5) == 2
+    assert os.environ["XLA_FLAGS"] == f"--xla_cpu_multi_thread_eigen=false {FLAG}=2"
+    monkeypatch.setattr(cli, "usable_cores", lambda: 16)
+    monkeypatch.delenv("XLA_FLAGS")
+    assert cli.use_host_devices(None, runs=5) == 5
+    assert os.environ["XLA_FLAGS"] == f"{FLAG}=5"
+
+
+def test_one_device_adds_no_flag_and_the_users_flag_wins(monkeypatch):
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert cli.use_host_devices(1) == 1
+    assert "XLA_FLAGS" not in os.environ or FLAG not in os.environ["XLA_FLAGS"]
+    monkeypatch.setenv("XLA_FLAGS", f"{FLAG}=3")
+    cli.use_host_devices(2)
+    assert os.environ["XLA_FLAGS"] == f"{FLAG}=3"
+    with pytest.raises(UsageError, match="devices must be >= 1"):
+        cli.use_host_devices(0)
+
+
+def test_bad_devices_is_one_line(capsys):
+    assert cli.main(["sweep", "tanh-synthetic", "--out", "/tmp/never", "--devices", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["resnet-limits: error: argument --devices: devices must be >= 1, got 0"]
+
+
+def _sweep(tmp_path, devices: int):
+    out = tmp_path / f"dev{devices}"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    cmd = [sys.executable, "-m", "resnet_limits.cli", "sweep", "tanh-synthetic", "--depths", "3", "7",
+           "--seeds", "3", "--max-updates", "12", "--out", str(out), "--devices", str(devices),
+           "--no-progress", "--no-compile-cache"]
+    subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=300)
+    return {L: np.load(out / "depths" / f"L{L:05d}.npz") for L in (3, 7)}
+
+
+def test_sweep_on_two_devices_equals_one_device(tmp_path):
+    one, two = _sweep(tmp_path, 1), _sweep(tmp_path, 2)
+    for L in (3, 7):
+        assert sorted(one[L].files) == sorted(two[L].files)
+        for name in one[L].files:
+            np.testing.assert_allclose(two[L][name], one[L][name], rtol=2e-6, atol=1e-8, err_msg=f"L={L} {name}")
