@@ -1,7 +1,8 @@
 """Tests of resnet_limits.studies.table4, the SP Table-4 driver: the grid, folders, JSON/Markdown output and the paper values.
 
-The default tests replace the trainer by planted weights with known exponents (fast); the slow
-test runs the real trainer on one shrunken cell.
+The default tests replace the trainer by planted weights with known exponents (fast), and check
+on a shrunken grid that the one-pass training of a batch size writes what per-cell sweeps write;
+the slow test runs the real trainer on one shrunken cell and resumes it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ def _fake_run_sweep(cfg, out_dir, *, progress=True):
     return cfg["depths"]
 
 
+def _fake_run_lr_grid(cfgs, out_dirs, *, progress=True, bar=None, log=None, seen=None):
+    """``sweeps.run_lr_grid`` with planted weights: each folder as :func:`_fake_run_sweep` writes it."""
+    if seen is not None:
+        seen.append(([c["lr"] for c in cfgs], [c["batch_size"] for c in cfgs], [str(o) for o in out_dirs]))
+    done = [_fake_run_sweep(cfg, out, progress=progress) for cfg, out in zip(cfgs, out_dirs)]
+    if bar is not None:
+        bar.update(len(cfgs[0]["depths"]))
+    return done
+
+
 def test_paper_table4_values():
     assert len(table4.PAPER_TABLE4) == 9
     assert table4.PAPER_TABLE4[(0.01, 32)] == (0.73, 0.02, 0.29, 0.05)
@@ -48,9 +59,15 @@ def test_paper_table4_values():
 
 
 def test_reproduce_table4_plumbing(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweeps, "run_sweep", _fake_run_sweep)
+    seen = []
+    monkeypatch.setattr(sweeps, "run_lr_grid", lambda *a, **k: _fake_run_lr_grid(*a, **k, seen=seen))
     monkeypatch.setattr(table4, "QUICK_MAX_DEPTH", 40)
     res = table4.run(tmp_path / "t4", quick=True, seeds=2, progress=False)
+    # one pass per batch size, its three learning rates together, each into its cell folder
+    assert [(lrs, Bs) for lrs, Bs, _ in seen] == [(list(table4.LEARNING_RATES), [B] * 3) for B in table4.BATCH_SIZES]
+    assert seen[0][2] == [str(table4.cell_dir(tmp_path / "t4", lr, 8)) for lr in table4.LEARNING_RATES]
+    assert [(c["lr"], c["batch_size"]) for c in res["cells"]] == [
+        (lr, B) for lr in table4.LEARNING_RATES for B in table4.BATCH_SIZES]
     assert len(res["cells"]) == 9 and res["seeds"] == 2 and res["optimizer"] == "adam"
     for c in res["cells"]:
         assert c["alpha"] == pytest.approx(0.6 + c["lr"] * 10, abs=0.01)
@@ -73,11 +90,11 @@ def test_reproduce_table4_plumbing(tmp_path, monkeypatch):
 def test_reproduce_table4_passes_the_optimizer(tmp_path, monkeypatch):
     seen = []
 
-    def fake(cfg, out_dir, *, progress=True):
-        seen.append(cfg["optimizer"])
-        return _fake_run_sweep(cfg, out_dir, progress=progress)
+    def fake(cfgs, out_dirs, **kw):
+        seen.extend(cfg["optimizer"] for cfg in cfgs)
+        return _fake_run_lr_grid(cfgs, out_dirs, **kw)
 
-    monkeypatch.setattr(sweeps, "run_sweep", fake)
+    monkeypatch.setattr(sweeps, "run_lr_grid", fake)
     monkeypatch.setattr(table4, "QUICK_MAX_DEPTH", 20)
     monkeypatch.setattr(table4, "LEARNING_RATES", (0.01,))
     monkeypatch.setattr(table4, "BATCH_SIZES", (32,))
@@ -86,6 +103,26 @@ def test_reproduce_table4_passes_the_optimizer(tmp_path, monkeypatch):
     monkeypatch.undo()  # the full 3 x 3 grid again: the other cells were not run
     assert "not run" in table4.format_table4(res)
     assert "not run" in table4.table4_markdown(res)
+
+
+def test_one_pass_cells_are_the_per_cell_sweeps(tmp_path, monkeypatch):
+    """Real training, shrunken grid (2 eta x 1 B, depths 4, 6, 10, 2 seeds): each cell folder is the
+    folder a per-cell ``run_sweep`` makes (same config.json, same per-seed numbers)."""
+    monkeypatch.setattr(table4, "QUICK_MAX_DEPTH", 10)
+    monkeypatch.setattr(table4, "LEARNING_RATES", (0.01, 0.003))
+    monkeypatch.setattr(table4, "BATCH_SIZES", (128,))
+    table4.run(tmp_path / "t4", quick=True, seeds=2, progress=False)
+    for lr in (0.01, 0.003):
+        cfg = table4._cell_config(lr, 128, quick=True, optimizer=None, seeds=2)
+        cell, ref = table4.cell_dir(tmp_path / "t4", lr, 128), tmp_path / f"ref{lr:g}"
+        sweeps.run_sweep(cfg, ref, progress=False)
+        assert sweeps.load_config(cell) == sweeps.load_config(ref)
+        for L in (4, 6, 10):
+            (pc, mc), (pr, mr) = sweeps.load_depth(cell, L), sweeps.load_depth(ref, L)
+            np.testing.assert_allclose(pc.A, pr.A, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(pc.delta, pr.delta, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(mc["train_loss"], mr["train_loss"], rtol=1e-5)
+            assert mc["updates"] == mr["updates"] and set(mc) == set(mr)
 
 
 @pytest.mark.slow

@@ -1,9 +1,12 @@
 """SP Table 4: sensitivity of alpha and beta to the learning rate and the batch size.
 
 tanh, shared trainable delta, synthetic data (SP App. A), eta in {.01, .003, .001} x
-B in {8, 32, 128}, 5 seeds each; every cell is one resumable sweep
-(``resnet_limits.sweeps.run_sweep``) in its own subfolder of ``out`` and is analysed with
-:func:`resnet_limits.analysis.analyze_run`. The paper's values are printed beside ours.
+B in {8, 32, 128}, 5 seeds each; every cell is a resumable sweep folder (the one
+``resnet_limits.sweeps.run_sweep`` would make) in its own subfolder of ``out``, analysed with
+:func:`resnet_limits.analysis.analyze_run`. The learning rate is data of the trainer, so the three
+cells of one batch size train together, one vmapped program of 3 x 5 runs per depth
+(:func:`resnet_limits.sweeps.run_lr_grid`; each seed's numbers equal the per-cell sweep's to
+float32 round-off). The paper's values are printed beside ours.
 
 Training budget: at least the 5 epochs of SP Table 2 (T_max = ceil(N / B) x epochs, SP Table 3)
 and at least its T_max = 160 updates, i.e. 640, 160 and 160 updates (5, 5 and 20 epochs) for
@@ -47,9 +50,8 @@ PAPER_TABLE4: dict[tuple[float, int], tuple[float, float, float, float]] = {
 }
 
 #: Depth grid of ``--quick``: every other point of the paper's grid floor(2^(n/3)) (i.e. base
-#: 2^(2/3)) from 4 to 1,024, 13 depths. Training time is dominated by one compilation per depth,
-#: so the number of depths, not the largest one, sets the cost; with these the 9 x 5-seed grid
-#: stays under 30 minutes on 2 CPU cores (measured, see the project notes).
+#: 2^(2/3)) from 4 to 1,024, 13 depths. With one pass per batch size, ``reproduce table4 --quick``
+#: (9 cells x 5 seeds, analysis included) took 2 min 42 s on 2 CPU cores shared with other jobs.
 QUICK_DEPTHS = (4, 6, 10, 16, 25, 40, 64, 101, 161, 256, 406, 645, 1024)
 QUICK_MAX_DEPTH = max(QUICK_DEPTHS)
 
@@ -102,26 +104,34 @@ def run(
     seeds: int = 5,
     progress: bool = True,
 ) -> dict:
-    """Run (or resume) the 9 sweeps of SP Table 4 under ``out``, analyse each, and write
+    """Run (or resume) the 9 cells of SP Table 4 under ``out``, analyse each, and write
     ``out/table4.json`` (the returned dict) and ``out/table4.md``. ``optimizer`` None keeps the
-    preset's (Adam, see SPEC §6)."""
+    preset's (Adam, see SPEC §6).
+
+    Each batch size trains in one pass (:func:`resnet_limits.sweeps.run_lr_grid`): per depth,
+    its 3 eta x ``seeds`` runs are one vmapped program, and each eta's seeds are written to its
+    cell folder. A cell's ``train_seconds`` is the wall time of its batch size's pass (shared by
+    the three cells of that B)."""
     from resnet_limits.analysis import analyze_run
 
     if seeds < 1:
         raise UsageError(f"seeds must be >= 1, got {seeds}")
     out = output_folder(out)
     t0 = time.perf_counter()
-    cells = []
-    grid = [(lr, B) for lr in LEARNING_RATES for B in BATCH_SIZES]
-    bar = tqdm(grid, desc="table 4 cells", unit="cell", disable=not progress)
-    for lr, B in bar:
-        bar.set_postfix(lr=lr, B=B)
-        cfg = _cell_config(lr, B, quick=quick, optimizer=optimizer, seeds=seeds)
-        sub = cell_dir(out, lr, B)
-        tc = time.perf_counter()
-        sweeps.run_sweep(cfg, sub, progress=progress)
-        t_train = time.perf_counter() - tc
-        cells.append(_cell_row(cfg, sub, analyze_run(sub, progress=False, figures=not quick), t_train))
+    grid = {B: [_cell_config(lr, B, quick=quick, optimizer=optimizer, seeds=seeds) for lr in LEARNING_RATES]
+            for B in BATCH_SIZES}
+    n_depths = sum(len(cfgs[0]["depths"]) for cfgs in grid.values())
+    rows: dict[tuple[float, int], dict] = {}
+    with tqdm(total=n_depths, desc="table 4 (B x depth)", unit="depth", disable=not progress) as bar:
+        for B, cfgs in grid.items():
+            subs = [cell_dir(out, cfg["lr"], B) for cfg in cfgs]
+            tb = time.perf_counter()
+            sweeps.run_lr_grid(cfgs, subs, progress=progress, bar=bar)
+            t_train = time.perf_counter() - tb
+            for cfg, sub in zip(cfgs, subs):
+                res = analyze_run(sub, progress=False, figures=not quick)
+                rows[(cfg["lr"], B)] = _cell_row(cfg, sub, res, t_train)
+    cells = [rows[(lr, B)] for lr in LEARNING_RATES for B in BATCH_SIZES]
     result = {
         "table": "SP Table 4 (tanh, shared delta, synthetic)",
         "quick": quick, "seeds": seeds,

@@ -5,7 +5,9 @@
 * ``driver``: :func:`run_depths`, the resumable, shareable loop over depths of any sweep;
 * ``grid``: the depth grid floor(b^n);
 * ``fc``: the sweeps of the fully-connected ResNet (presets, configuration, data, weights);
-* ``conv``: the sweeps of the convolutional ResNet on CIFAR-10 (``conv-cifar10``).
+* ``conv``: the sweeps of the convolutional ResNet on CIFAR-10 (``conv-cifar10``);
+* ``lr_grid``: several learning rates of one sweep trained in one pass, each into its own run
+  folder (SP Table 4).
 
 The public names of ``fc``, ``grid`` and the folder functions are re-exported here, so
 ``from resnet_limits.sweeps import make_config, run_sweep, load_depth`` keeps working.
@@ -35,8 +37,12 @@ from resnet_limits.sweeps.fc import (
 )
 from resnet_limits.sweeps.folder import check_depth, check_out_dir, depth_problem, finished_depths, load_config
 from resnet_limits.sweeps.grid import DEFAULT_BASE, depth_grid
+from resnet_limits.sweeps.lr_grid import check_lr_grid, run_lr_grid, train_learning_rates
 
 __all__ = [
+    "check_lr_grid",
+    "run_lr_grid",
+    "train_learning_rates",
     "CONV_PRESETS",
     "conv_images",
     "conv_train_config",
