@@ -10,6 +10,7 @@ import pytest
 from jax.scipy.linalg import expm
 
 from resnet_limits.limits import (
+    REGIME2_ACTIVATIONS,
     SDE_CASES,
     AffineControlTerm,
     BrownianQ,
@@ -22,10 +23,16 @@ from resnet_limits.limits import (
     coarsen_increments,
     error_rate,
     estimate_qv,
+    fine_path,
+    forward_variants,
+    linear_case_name,
+    linear_ode_expected_slope,
+    linear_ode_rate_terms,
     map_paths,
     moving_average,
     network_and_limit,
     ode_strong_errors,
+    regime2_strong_errors,
     sde_strong_errors,
     solve_linear_ode,
     solve_neural_ode,
@@ -36,6 +43,7 @@ from resnet_limits.limits import (
     weight_paths,
 )
 from resnet_limits.models import ResNetParams, forward
+from resnet_limits.scaling import loglog_fit
 
 
 @pytest.fixture(autouse=True)
@@ -256,6 +264,116 @@ def test_brownian_network_shares_the_fine_path():
     np.testing.assert_allclose(net.A[3], dWA[24:32].sum(0) + C / L, atol=1e-14)
     WA = PiecewiseLinearPath.from_increments(dWA)
     np.testing.assert_allclose(WA.coarsen(L).increments + C / L, net.A, atol=1e-14)
+
+
+def test_brownian_network_trend_scaled_by_L_to_the_minus_beta():
+    """SP eq. 10 with beta < 1 (Scaling regime 2, AA Thm 2): A_k = L^{-beta} Abar(t_k) + dW^A_k;
+    beta = 1 (default) is the diffusive drift Abar(t_k)/L."""
+    d, n, L = 2, 64, 8
+    dWA, dWb = brownian_increments(jax.random.PRNGKey(8), n, d)
+    Abar = lambda t: jnp.array([[1.0, t], [-t, 2.0]])  # noqa: E731
+    bbar = ConstantPath(jnp.array([0.5, -1.0]))
+    net = brownian_network(dWA, dWb, L, Abar=Abar, bbar=bbar, beta=0.3)
+    np.testing.assert_allclose(net.A[3], dWA[24:32].sum(0) + L**-0.3 * Abar(3 / L), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(net.b, coarsen_increments(dWb, L) + L**-0.3 * bbar.value, rtol=1e-13, atol=1e-15)
+    default = brownian_network(dWA, dWb, L, Abar=Abar, bbar=bbar)
+    assert jnp.array_equal(default.A, brownian_network(dWA, dWb, L, Abar=Abar, bbar=bbar, beta=1.0).A)
+    np.testing.assert_allclose(default.A[3], dWA[24:32].sum(0) + Abar(3 / L) / L, atol=1e-15)
+
+
+def _regime2_linear_sup_sq(keys, depths, alpha, Abar, x, n_fine, noise=1.0):
+    """sup_k |h_k - expm(t_k Abar) x|^2 (keys, depths) of the linear networks
+    h_{k+1} = h_k + L^{-alpha} (A_k h_k + b_k), A_k = L^{-beta} Abar + noise dW^A_k, b_k = noise dW^b_k
+    (AA Thm 2 with a constant trend and bbar = 0)."""
+    Hs = {L: jax.vmap(lambda t: expm(t * Abar) @ x)(uniform_grid(L)) for L in depths}
+
+    def one(key):
+        dWA, dWb = brownian_increments(key, n_fine, x.shape[0])
+        out = []
+        for L in depths:
+            net = brownian_network(noise * dWA, noise * dWb, L, Abar=ConstantPath(Abar), beta=1.0 - alpha)
+            h = forward(ResNetParams(net.A, net.b, jnp.asarray(float(L) ** -alpha)), x, activation="identity",
+                        delta_mode="shared", return_hidden=True)
+            out.append(sup_sq_error(h, Hs[L]))
+        return jnp.stack(out)
+
+    return np.asarray(jax.jit(jax.vmap(one))(keys))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.7])
+def test_regime2_linear_network_converges_to_the_closed_form_at_rate_alpha(alpha):
+    """AA Thm 2 with a constant trend: the limit is H_t = expm(t Abar) x (the linear ODE SP eq. 16,
+    solved here by diffrax too); the noise is lost at the rate L^{-alpha}: E sup^2 ~ L^{-2 alpha}
+    (:func:`linear_ode_rate_terms`; the Euler term L^{-2} is far smaller, as the run without the
+    noise shows)."""
+    d, n_fine, depths = 3, 1024, (16, 64, 256, 1024)
+    Abar = jnp.asarray(np.random.default_rng(4).normal(size=(d, d)) / math.sqrt(d))
+    x = jnp.ones(d) / math.sqrt(d)
+    np.testing.assert_allclose(solve_linear_ode(x, ConstantPath(Abar), None, jnp.asarray([0.0, 0.5, 1.0])),
+                               jnp.stack([expm(t * Abar) @ x for t in (0.0, 0.5, 1.0)]), rtol=1e-8, atol=1e-10)
+    keys = jax.random.split(jax.random.PRNGKey(5), 64)
+    mean = _regime2_linear_sup_sq(keys, depths, alpha, Abar, x, n_fine).mean(axis=0)
+    slope = loglog_fit(depths, mean).slope
+    expected = linear_ode_expected_slope("identity", alpha, noise=True)
+    assert expected == pytest.approx(-2 * alpha)
+    assert abs(slope - expected) < 0.2, (slope, expected, mean)
+    quiet = _regime2_linear_sup_sq(keys[:1], depths[:1], alpha, Abar, x, n_fine, noise=0.0)[0, 0]
+    assert quiet < mean[0] / 20, (quiet, mean[0])  # what remains without the noise: Euler, O(L^-2)
+
+
+def test_linear_ode_rates_of_both_regimes():
+    """Regime 1 (AA Thm 1): -min(2, 4 beta) for tanh, -min(2, 2 beta) for csoftplus; regime 2
+    (AA Thm 2) adds the noise term -2 alpha."""
+    for a in (0.3, 0.5, 0.7):
+        b = 1.0 - a
+        assert linear_ode_expected_slope("tanh", a) == -min(2.0, 4 * b)
+        assert linear_ode_expected_slope("csoftplus", a) == -min(2.0, 2 * b)
+        assert linear_ode_expected_slope("identity", a) == -2.0
+        for act in REGIME2_ACTIVATIONS:
+            assert linear_ode_expected_slope(act, a, noise=True) == max(-2 * a, linear_ode_expected_slope(act, a))
+    assert linear_ode_rate_terms("tanh", 0.7, noise=True) == pytest.approx(
+        {"Euler step 1/L": -2.0, "tanh Taylor remainder L^-2beta": -1.2, "noise lost by the limit L^-alpha": -1.4})
+    assert linear_ode_expected_slope("csoftplus", 0.7, noise=True) == pytest.approx(-0.6)
+    assert linear_ode_expected_slope("csoftplus", 0.3, noise=True) == pytest.approx(-0.6)
+    assert linear_case_name("tanh", 0.5) == "linear-ode-tanh-alpha0.5"
+    assert linear_case_name("tanh", 0.5, regime=2) == "regime2-linear-ode-tanh-alpha0.5"
+
+
+def test_forward_variants_identity_flag():
+    d, L = 3, 5
+    rng = np.random.default_rng(6)
+    net = ResNetParams(jnp.asarray(rng.normal(size=(L, d, d))), jnp.asarray(rng.normal(size=(L, d))), None)
+    x = jnp.asarray(rng.normal(size=d))
+    hs = forward_variants([net] * 3, jnp.asarray([0.3, 0.3, 0.3]), x, jnp.asarray([0.0, 1.0, 0.0]),
+                          identity=jnp.asarray([1.0, 0.0, 0.0]))
+    for h, act in zip(hs, ("identity", "tanh", "csoftplus")):
+        ref = forward(ResNetParams(net.A, net.b, jnp.asarray(0.3)), x, activation=act, delta_mode="shared",
+                      return_hidden=True)
+        np.testing.assert_allclose(h, ref, rtol=1e-13, atol=1e-14)
+    np.testing.assert_array_equal(forward_variants([net], jnp.asarray([0.3]), x, jnp.asarray([1.0]))[0], hs[1])
+
+
+def test_regime2_strong_errors_on_the_sde_cases_path():
+    """AA Thm 2 on the fine path of :func:`sde_strong_errors` (same key, same path): every case
+    converges to the noise-free linear ODE; the identity network's error is the noise's alone."""
+    depths, n_fine = (8, 512), 512
+    keys = jax.random.split(jax.random.PRNGKey(2), 16)
+    out = map_paths(lambda k: regime2_strong_errors(k, width=3, n_fine=n_fine, depths=depths, alphas=(0.5,)),
+                    keys, 16)
+    assert set(out) == {linear_case_name(act, 0.5, regime=2) for act in REGIME2_ACTIVATIONS}
+    for name, e in out.items():
+        assert e.shape == (16, 2) and np.all(np.isfinite(e))
+        assert e[:, 1].mean() < e[:, 0].mean() / 16, (name, e.mean(0))  # ~ L^-1: 64x
+
+    @jax.jit
+    def by_hand(key, L=512):  # the identity network of one key, built from the SDE cases' fine path
+        p = fine_path(key, width=3, n_fine=n_fine, trend_scale=1.0)
+        net = brownian_network(p.dW_A, p.dW_b, L, Abar=p.Abar, bbar=p.bbar, beta=0.5)
+        h = forward(ResNetParams(net.A, net.b, jnp.asarray(L**-0.5)), p.x, activation="identity",
+                    delta_mode="shared", return_hidden=True)
+        return sup_sq_error(h, solve_linear_ode(p.x, p.Abar, p.bbar, uniform_grid(L)))
+
+    np.testing.assert_allclose(out[linear_case_name("identity", 0.5, regime=2)][0, 1], by_hand(keys[0]), rtol=1e-9)
 
 
 def test_scalar_network_converges_to_stochastic_exponential():

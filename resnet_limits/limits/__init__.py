@@ -43,8 +43,9 @@ Weights -> paths (``networks``; SPEC §2, §4; SP eq. 7, 10):
   SP Remark 2.1 increments on the fine grid (A ~ N(0, 1/(n d^2)), b ~ N(0, 1/(n d))).
 - :func:`coarsen_increments` ``(dW, L)``: block sums over blocks of length 1/L (n_fine/L fine steps):
   the weights of the depth-L network that shares the fine path.
-- :func:`brownian_network` ``(dW_A, dW_b, L, *, Abar=None, bbar=None) -> ResNetParams``: the depth-L
-  Remark 2.1 network on a fine path, with the drift ``Abar(t_k)/L`` added (beta = 1), delta = None.
+- :func:`brownian_network` ``(dW_A, dW_b, L, *, Abar=None, bbar=None, beta=1.) -> ResNetParams``: the
+  depth-L Remark 2.1 network on a fine path, with the trend ``L^{-beta} Abar(t_k)`` added (SP eq. 10;
+  beta = 1: the drift ``Abar(t_k)/L``), delta = None.
 
 Quadratic variation and Q (``qv``; SP eq. 11, 12):
 
@@ -92,6 +93,14 @@ Strong convergence, one path at a time (``strong``; SP Thms 4.3, 4.4):
   ``{case: sup_k |h_k - H_{k/L}|^2 per depth}`` for one random path / trend (vmappable over keys);
   :func:`map_paths` runs them over many keys in chunks; :func:`error_rate` gives the mean,
   standard error and log-log slopes; :func:`sup_sq_error` ``(a, b)`` = sup_k ||a_k - b_k||^2.
+- :func:`regime2_strong_errors` ``(key, *, width, n_fine, depths, alphas, trend_scale=1.)``: AA Thm 2
+  (Scaling regime 2, 0 < alpha < 1, alpha + beta = 1): on the same fine path as
+  :func:`sde_strong_errors`, ``A_k = L^{-beta} Abar(t_k) + dW^A_k``, ``delta = L^{-alpha}``, sigma in
+  :data:`REGIME2_ACTIVATIONS` (identity, tanh, csoftplus), against the linear ODE (SP eq. 16) that
+  has lost the noise; :func:`linear_ode_rate_terms` ``(activation, alpha, *, noise=False)``: the slope
+  in L of E sup^2 of each error term of a linear-ODE case (noise: regime 2), ``{term: slope}``;
+  :func:`linear_ode_expected_slope` (same arguments): the slowest of them;
+  :func:`linear_case_name` ``(activation, alpha, *, regime=1)``: their names.
 
 The limit of one given network (``network_limit``):
 
@@ -112,6 +121,7 @@ from resnet_limits.limits.paths import ConstantPath, FunctionPath, PiecewiseLine
 from resnet_limits.limits.qv import BrownianQ, QuadraticVariation, brownian_qv, estimate_qv
 from resnet_limits.limits.solvers import AffineControlTerm, solve_linear_ode, solve_neural_ode, solve_sde
 from resnet_limits.limits.strong import (
+    REGIME2_ACTIVATIONS,
     SDE_CASES,
     ErrorRate,
     FinePath,
@@ -119,15 +129,19 @@ from resnet_limits.limits.strong import (
     fine_path,
     forward_variants,
     linear_case_name,
+    linear_ode_expected_slope,
+    linear_ode_rate_terms,
     map_paths,
     ode_strong_errors,
     random_smooth_trend,
     random_unit_vector,
+    regime2_strong_errors,
     sde_strong_errors,
     sup_sq_error,
 )
 
 __all__ = [
+    "REGIME2_ACTIVATIONS",
     "SDE_CASES",
     "SURROGATE",
     "SURROGATE_EPS",
@@ -149,12 +163,15 @@ __all__ = [
     "fine_path",
     "forward_variants",
     "linear_case_name",
+    "linear_ode_expected_slope",
+    "linear_ode_rate_terms",
     "map_paths",
     "moving_average",
     "network_and_limit",
     "ode_strong_errors",
     "random_smooth_trend",
     "random_unit_vector",
+    "regime2_strong_errors",
     "sde_strong_errors",
     "solve_linear_ode",
     "solve_neural_ode",

@@ -120,16 +120,20 @@ def coarsen_increments(dW: jax.Array, L: int) -> jax.Array:
     return dW.reshape((L, n // L) + dW.shape[1:]).sum(axis=1)
 
 
-def brownian_network(dW_A, dW_b, L: int, *, Abar=None, bbar=None) -> ResNetParams:
-    """Depth-L network of SP Remark 2.1 on a fine path (+ drift Abar(t_k)/L when beta = 1).
+def brownian_network(dW_A, dW_b, L: int, *, Abar=None, bbar=None, beta: float = 1.0) -> ResNetParams:
+    """Depth-L network of SP Remark 2.1 on a fine path, plus the trend (SP eq. 10 / AA eq. 4.5):
+    ``A_k = L^{-beta} Abar(t_k) + W^A_{t_{k+1}} - W^A_{t_k}``, and the same for ``b``.
 
-    ``Abar``/``bbar``: None or a path / callable evaluated at t_k = k/L. delta = None (=1).
+    ``Abar``/``bbar``: None or a path / callable evaluated at t_k = k/L. ``beta = 1`` (default): the
+    diffusive regime's drift ``Abar(t_k)/L``; ``0 < beta < 1`` with ``delta = L^{-(1 - beta)}`` (the
+    caller's): AA Thm 2's linear-ODE case of Scaling regime 2. delta = None (=1) in the result.
     """
     A = coarsen_increments(dW_A, L)
     b = coarsen_increments(dW_b, L)
     tk = jnp.arange(L, dtype=A.dtype) / L
+    c = float(L) ** (1.0 - beta)  # L^{-beta} = c / L; c = 1 exactly when beta = 1
     if Abar is not None:
-        A = A + jax.vmap(_as_path(Abar).evaluate)(tk) / L
+        A = A + c * jax.vmap(_as_path(Abar).evaluate)(tk) / L
     if bbar is not None:
-        b = b + jax.vmap(_as_path(bbar).evaluate)(tk) / L
+        b = b + c * jax.vmap(_as_path(bbar).evaluate)(tk) / L
     return ResNetParams(A, b, None)

@@ -6,9 +6,13 @@ of 1/L, plus the drift ``Abar(t_k)/L``: alpha = 0, beta = 1) and returns the squ
 ``sup_k |h_k - H_{k/L}|^2`` against the Ito SDE (SP eq. 15) solved on the *same* path, for every
 depth. :func:`ode_strong_errors` does the same for the deterministic Regime-1 networks
 ``A_k = L^{-beta} Abar(k/L)``, ``delta = L^{-alpha}`` against the linear ODE (SP eq. 14) and the
-neural ODE (SP eq. 2). Both are pure and ``jax.vmap``-able over keys; :func:`map_paths` runs
-them over many keys in chunks and :func:`error_rate` summarises the per-path errors (mean,
-standard error, log-log slope against L).
+neural ODE (SP eq. 2). :func:`regime2_strong_errors` adds the one remaining limit, AA Thm 2 (SP
+Thm 4.4, second case): on the *same* fine path and trend as :func:`sde_strong_errors`, the Scaling
+regime 2 networks ``A_k = L^{-beta} Abar(k/L) + W^A_{(k+1)/L} - W^A_{k/L}``, ``delta = L^{-alpha}``,
+``0 < alpha < 1``, ``beta = 1 - alpha``, against the linear ODE (SP eq. 16), which has lost the
+noise. All are pure and ``jax.vmap``-able over keys; :func:`map_paths` runs them over many keys in
+chunks and :func:`error_rate` summarises the per-path errors (mean, standard error, log-log slope
+against L).
 
 Case names and the rate expected for ``E sup|h - H|^2``:
 
@@ -22,11 +26,18 @@ sde-csoftplus-no-correction     csoftplus -> eq. 15 without the Q term          
 linear-ode-tanh-alpha{a}        alpha=a, beta=1-a, tanh -> eq. 14                       -min(2, 4 beta)
 linear-ode-csoftplus-alpha{a}   alpha=a, beta=1-a, csoftplus -> eq. 14                  -min(2, 2 beta)
 neural-ode-tanh                 alpha=1, beta=0, tanh -> eq. 2                           -2
+regime2-linear-ode-             alpha=a, beta=1-a, weights + Brownian increments,       -min(2, 2 alpha)
+identity-alpha{a}               identity (the linear network) -> eq. 16
+regime2-linear-ode-tanh-        same, tanh -> eq. 16                                    -min(2, 2 alpha,
+alpha{a}                                                                                4 beta)
+regime2-linear-ode-csoftplus-   same, csoftplus -> eq. 16 (no Ito correction)           -min(2, 2 alpha,
+alpha{a}                                                                                2 beta)
 ==============================  =====================================================  ========
 
 (SDE: strong order 1/2 of the nonlinear Euler scheme; linear ODE: the step error
 sigma(L^{-beta} m) - L^{-beta} m is L^{-1-beta} sigma''(0)/2 m^2 or L^{-1-2 beta} m^3/3 for tanh,
-summed over L steps; neural ODE: Euler, O(1/L).)
+summed over L steps; neural ODE: Euler, O(1/L). Regime 2 adds the noise that the limit loses,
+O(L^{-alpha}) in the sup norm: see :func:`linear_ode_rate_terms`.)
 """
 
 from __future__ import annotations
@@ -41,11 +52,12 @@ import numpy as np
 from resnet_limits.limits.networks import brownian_increments, brownian_network
 from resnet_limits.limits.paths import FunctionPath, PiecewiseLinearPath, uniform_grid
 from resnet_limits.limits.qv import QuadraticVariation, brownian_qv, estimate_qv
-from resnet_limits.limits.solvers import solve_neural_ode, solve_sde
+from resnet_limits.limits.solvers import solve_linear_ode, solve_neural_ode, solve_sde
 from resnet_limits.models import ResNetParams, get_activation, layer
 from resnet_limits.scaling import LogLogFit, loglog_fit
 
 __all__ = [
+    "REGIME2_ACTIVATIONS",
     "SDE_CASES",
     "ErrorRate",
     "FinePath",
@@ -53,16 +65,27 @@ __all__ = [
     "fine_path",
     "forward_variants",
     "linear_case_name",
+    "linear_ode_expected_slope",
+    "linear_ode_rate_terms",
     "map_paths",
     "ode_strong_errors",
     "random_smooth_trend",
     "random_unit_vector",
+    "regime2_strong_errors",
     "sde_strong_errors",
     "sup_sq_error",
 ]
 
 #: The four SDE cases of :func:`sde_strong_errors`, in the order of its result.
 SDE_CASES = ("sde-tanh", "sde-csoftplus-ito", "sde-csoftplus-ito-estimated-q", "sde-csoftplus-no-correction")
+
+#: Activations of the Regime-2 linear-ODE cases of :func:`regime2_strong_errors`: the linear
+#: network itself, sigma''(0) = 0 (tanh), sigma''(0) = 1/2 (csoftplus).
+REGIME2_ACTIVATIONS = ("identity", "tanh", "csoftplus")
+
+# Order in beta (sup norm) of the Taylor remainder sigma(L^{-beta} m) - L^{-beta} m summed over the
+# L layers: L^{-beta} if sigma''(0) != 0, L^{-2 beta} for tanh (sigma''(0) = 0), none for the identity.
+_TAYLOR_ORDER = {"identity": None, "tanh": 2.0, "csoftplus": 1.0}
 
 
 def sup_sq_error(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -113,18 +136,21 @@ def fine_path(key: jax.Array, *, width: int, n_fine: int, trend_scale: float) ->
 
 
 def forward_variants(nets: Sequence[ResNetParams], deltas: jax.Array, x: jax.Array,
-                     flags: jax.Array) -> jax.Array:
+                     flags: jax.Array, identity: Optional[jax.Array] = None) -> jax.Array:
     """Hidden states of several same-depth networks in one vmapped scan (SP eq. 1).
 
     ``flags`` 1 -> tanh, 0 -> csoftplus (one compiled scan instead of one per activation);
-    ``deltas`` shared delta of each network. Returns (V, L+1, d).
+    ``identity`` (optional, one per network): 1 -> the identity instead, i.e. the linear network
+    ``h + delta (A h + b)``; ``deltas`` shared delta of each network. Returns (V, L+1, d).
     """
     A = jnp.stack([n.A for n in nets])
     b = jnp.stack([n.b for n in nets])
     tanh, csp = get_activation("tanh").fn, get_activation("csoftplus").fn
 
-    def run(A, b, delta, f):
-        sigma = lambda z: f * tanh(z) + (1.0 - f) * csp(z)  # noqa: E731
+    def run(A, b, delta, f, lin):
+        def sigma(z):
+            s = f * tanh(z) + (1.0 - f) * csp(z)
+            return s if lin is None else lin * z + (1.0 - lin) * s
 
         def step(h, p):
             h = layer(h, p[0], p[1], delta, sigma)
@@ -133,7 +159,7 @@ def forward_variants(nets: Sequence[ResNetParams], deltas: jax.Array, x: jax.Arr
         _, hs = jax.lax.scan(step, x, (A, b))
         return jnp.concatenate([x[None], hs])
 
-    return jax.vmap(run)(A, b, deltas, flags)
+    return jax.vmap(run)(A, b, deltas, flags, identity)
 
 
 def sde_strong_errors(key: jax.Array, *, width: int, n_fine: int, depths: Sequence[int], qv_blocks: int,
@@ -169,9 +195,46 @@ def sde_strong_errors(key: jax.Array, *, width: int, n_fine: int, depths: Sequen
     return {k: jnp.stack(v) for k, v in errs.items()}
 
 
-def linear_case_name(activation: str, alpha: float) -> str:
-    """Name of a linear-ODE case, e.g. ``linear-ode-tanh-alpha0.5``."""
-    return f"linear-ode-{activation}-alpha{alpha:g}"
+def linear_case_name(activation: str, alpha: float, *, regime: int = 1) -> str:
+    """Name of a linear-ODE case: ``linear-ode-tanh-alpha0.5`` (Scaling regime 1),
+    ``regime2-linear-ode-tanh-alpha0.5`` (regime 2)."""
+    return ("" if regime == 1 else f"regime{regime}-") + f"linear-ode-{activation}-alpha{alpha:g}"
+
+
+def linear_ode_rate_terms(activation: str, alpha: float, *, noise: bool = False) -> dict[str, float]:
+    """The slope in L of ``E sup_k |h_k - H_{k/L}|^2`` due to each error term of the network with
+    ``delta = L^{-alpha}``, ``beta = 1 - alpha``, ``0 < alpha < 1``, against the linear ODE
+    dH/dt = Abar_t H + bbar_t (SP eq. 14 / 16; AA Thms 1, 2). The papers prove convergence without
+    a rate; these are the orders of the terms of their expansion (SP eq. 13, App. E; sup norm,
+    doubled for the squared error):
+
+    - the Euler step of the ODE (D_3): O(1/L) -> -2;
+    - the Taylor remainder of sigma at the pre-activation L^{-beta} m: O(L^{-beta}) when
+      sigma''(0) != 0 (csoftplus), O(L^{-2 beta}) for tanh (sigma''(0) = 0), none for the identity;
+    - ``noise`` (Scaling regime 2, AA Thm 2): the Brownian part of the weights. Every layer adds
+      L^{-alpha} (dW^A_k h_k + dW^b_k) (D_1), martingale increments whose sum is O(L^{-alpha})
+      uniformly in k (Doob), and, when sigma''(0) != 0, the Ito drift
+      D_2 = 1/2 L^{-alpha} sigma''(0) Q(t_k, h_k) / L, which sums to O(L^{-alpha}). Both vanish
+      because alpha > 0: that is how the limit loses the noise, and why it has no Ito correction
+      (alpha = 0 keeps both: the SDE, SP eq. 15). -> -2 alpha.
+
+    Returns ``{term: slope}``.
+    """
+    terms = {"Euler step 1/L": -2.0}
+    order = _TAYLOR_ORDER[activation]
+    if order is not None:
+        power = "beta" if order == 1 else f"{order:g}beta"
+        terms[f"{activation} Taylor remainder L^-{power}"] = -2 * order * (1.0 - alpha)
+    if noise:
+        terms["noise lost by the limit L^-alpha"] = -2 * alpha
+    return terms
+
+
+def linear_ode_expected_slope(activation: str, alpha: float, *, noise: bool = False) -> float:
+    """The slope in L of ``E sup_k |h_k - H_{k/L}|^2`` expected for a linear-ODE case: the slowest
+    of :func:`linear_ode_rate_terms`, e.g. ``-min(2, 4 beta)`` for tanh in Scaling regime 1 and
+    ``-2 min(alpha, beta)`` for csoftplus in regime 2."""
+    return max(linear_ode_rate_terms(activation, alpha, noise=noise).values())
 
 
 def _regime1_networks(Ak: jax.Array, bk: jax.Array, L: int, linear_alphas: Sequence[float]):
@@ -218,6 +281,36 @@ def ode_strong_errors(key: jax.Array, *, width: int, depths: Sequence[int], line
         for name, h in zip(names, hs):
             H = H_neu if name == "neural-ode-tanh" else H_lin
             errs.setdefault(name, []).append(sup_sq_error(h, H[:: L_max // L]))
+    return {k: jnp.stack(v) for k, v in errs.items()}
+
+
+def regime2_strong_errors(key: jax.Array, *, width: int, n_fine: int, depths: Sequence[int],
+                          alphas: Sequence[float], trend_scale: float = 1.0) -> dict[str, jax.Array]:
+    """sup_k |h_k - H_{k/L}|^2 of the Scaling regime 2 networks of AA Thm 2 (SP Thm 4.4, ODE case).
+
+    On the fine path of :func:`fine_path` (a key gives the same input, trend and Brownian path as in
+    :func:`sde_strong_errors`), for each depth L and each ``alpha`` of ``alphas`` (0 < alpha < 1,
+    beta = 1 - alpha): the networks ``h_{k+1} = h_k + L^{-alpha} sigma(A_k h_k + b_k)`` with
+    ``A_k = L^{-beta} Abar(t_k) + W^A_{t_{k+1}} - W^A_{t_k}`` and the same for b (SP eq. 10), sigma
+    in :data:`REGIME2_ACTIVATIONS`, against the linear ODE ``dH/dt = Abar_t H + bbar_t``, ``H_0 = x``
+    (SP eq. 16), which has neither the noise nor an Ito correction (rates:
+    :func:`linear_ode_rate_terms` with ``noise=True``). The largest depth must divide
+    ``n_fine``. Returns ``{linear_case_name(act, alpha, regime=2): (len(depths),)}``.
+    """
+    p = fine_path(key, width=width, n_fine=n_fine, trend_scale=trend_scale)
+    L_max = max(depths)
+    H = solve_linear_ode(p.x, p.Abar, p.bbar, uniform_grid(L_max))
+    acts = REGIME2_ACTIVATIONS * len(alphas)
+    tanh = jnp.asarray([a == "tanh" for a in acts], H.dtype)
+    identity = jnp.asarray([a == "identity" for a in acts], H.dtype)
+    names = [linear_case_name(act, a, regime=2) for a in alphas for act in REGIME2_ACTIVATIONS]
+    errs: dict[str, list] = {name: [] for name in names}
+    for L in depths:
+        nets = [brownian_network(p.dW_A, p.dW_b, L, Abar=p.Abar, bbar=p.bbar, beta=1.0 - a) for a in alphas]
+        deltas = jnp.repeat(jnp.asarray([float(L) ** -a for a in alphas]), len(REGIME2_ACTIVATIONS))
+        hs = forward_variants([n for n in nets for _ in REGIME2_ACTIVATIONS], deltas, p.x, tanh, identity)
+        for name, h in zip(names, hs):
+            errs[name].append(sup_sq_error(h, H[:: L_max // L]))
     return {k: jnp.stack(v) for k, v in errs.items()}
 
 

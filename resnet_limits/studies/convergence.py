@@ -5,7 +5,10 @@ Brownian path of ``n_fine`` steps (SP Remark 2.1) and a random smooth trend are 
 network's weights are the path's increments over blocks of 1/L (plus the drift ``Abar(t_k)/L``,
 beta = 1); the limit is solved on the *same* fine path; ``E sup_k |h_k - H_{k/L}|^2`` is reported
 against L with a log-log slope. Regime-1 cases use ``A_k = L^{-beta} Abar(k/L)``,
-``delta = L^{-alpha}``. Writes ``out/convergence.json`` (the returned dict) and log-log PNG figures.
+``delta = L^{-alpha}``; the Scaling regime 2 linear-ODE cases (AA Thm 2) add the Brownian
+increments of the SDE cases' fine path to those weights, ``A_k = L^{-beta} Abar(k/L) + dW^A_k``,
+on the same paths, trends, inputs and depths as the SDE cases, against the linear ODE, which has
+lost the noise. Writes ``out/convergence.json`` (the returned dict) and log-log PNG figures.
 The per-path mathematics, and the table of cases with their expected rates, is
 ``resnet_limits.limits.strong``.
 """
@@ -28,9 +31,13 @@ from resnet_limits.limits import (
     brownian_network,
     error_rate,
     fine_path,
+    REGIME2_ACTIVATIONS,
     linear_case_name,
+    linear_ode_expected_slope,
+    linear_ode_rate_terms,
     map_paths,
     ode_strong_errors,
+    regime2_strong_errors,
     sde_strong_errors,
     solve_sde,
     uniform_grid,
@@ -50,7 +57,8 @@ class StudyConfig:
     ``n_fine`` steps; SDE depths 2^4..2^13 (L_max = n_fine/16: the reference's own Euler-Maruyama
     error, ~ 1/n_fine in E sup^2, is 1/16 of the network's at L_max); ``chunk`` paths per vmapped
     batch (memory). The deterministic Regime-1 cases use ``n_trends`` random smooth trends and
-    depths ``ode_depths`` (default: as ``depths``).
+    depths ``ode_depths`` (default: as ``depths``). The Scaling regime 2 linear-ODE cases (AA Thm 2)
+    take ``regime2_alphas`` (empty: none) and run on the SDE cases' paths and ``depths``.
     """
 
     width: int = 3
@@ -64,6 +72,7 @@ class StudyConfig:
     ode_depths: tuple = tuple(2**k for k in range(4, 17))  # cheap: the ODE cases go deeper
     linear_alphas: tuple = (0.5, 0.7)  # alpha + beta = 1; 0.7 ~ SP §3's trained tanh networks
     trend_scale: float = 1.0
+    regime2_alphas: tuple = (0.5, 0.7)  # AA Thm 2: alpha + beta = 1, weights = trend + Brownian noise
 
     @classmethod
     def quick(cls, **kw) -> "StudyConfig":
@@ -93,14 +102,22 @@ CASES: dict[str, dict[str, Any]] = {
 
 
 def _case_table(cfg: StudyConfig) -> dict[str, dict[str, Any]]:
-    """CASES plus one linear-ODE pair (tanh, csoftplus) per alpha in ``cfg.linear_alphas``."""
+    """CASES plus one linear-ODE pair (tanh, csoftplus) per alpha in ``cfg.linear_alphas``, and
+    the Scaling regime 2 cases (identity, tanh, csoftplus) per alpha in ``cfg.regime2_alphas``
+    with ``expected_rate``: the slope of each error term (the slowest is ``expected_slope``)."""
     out = {k: dict(v) for k, v in CASES.items()}
     for a in cfg.linear_alphas:
-        b = 1.0 - a
-        for act, slope in (("tanh", -min(2.0, 4 * b)), ("csoftplus", -min(2.0, 2 * b))):
+        for act in ("tanh", "csoftplus"):
             out[linear_case_name(act, a)] = dict(
-                kind="ode", activation=act, limit="linear ODE (SP eq. 14)", alpha=a, beta=b,
-                expected_slope=slope)
+                kind="ode", activation=act, limit="linear ODE (SP eq. 14)", alpha=a, beta=1.0 - a,
+                expected_slope=linear_ode_expected_slope(act, a))
+    for a in cfg.regime2_alphas:
+        for act in REGIME2_ACTIVATIONS:
+            out[linear_case_name(act, a, regime=2)] = dict(
+                kind="regime2", activation=act,
+                limit="linear ODE (SP eq. 16, AA Thm 2): the Brownian part of the weights is lost",
+                alpha=a, beta=1.0 - a, expected_slope=linear_ode_expected_slope(act, a, noise=True),
+                expected_rate=linear_ode_rate_terms(act, a, noise=True))
     return out
 
 
@@ -118,11 +135,16 @@ def _per_path_errors(cfg: StudyConfig, progress: bool) -> tuple[dict[str, np.nda
     ode = lambda k: ode_strong_errors(  # noqa: E731
         k, width=cfg.width, depths=_ode_depths(cfg), linear_alphas=tuple(cfg.linear_alphas),
         trend_scale=cfg.trend_scale)
+    regime2 = lambda k: regime2_strong_errors(  # noqa: E731  (k_sde: the SDE cases' paths)
+        k, width=cfg.width, n_fine=cfg.n_fine, depths=tuple(cfg.depths), alphas=tuple(cfg.regime2_alphas),
+        trend_scale=cfg.trend_scale)
     plan = [("ode", ode, k_ode, cfg.n_trends), ("sde", sde, k_sde, cfg.n_paths)]
+    if cfg.regime2_alphas:
+        plan.append(("regime2", regime2, k_sde, cfg.n_paths))
     bar = tqdm(total=sum(max(1, math.ceil(n / cfg.chunk)) for *_, n in plan), desc="convergence",
                disable=not progress)
     raw: dict[str, np.ndarray] = {}
-    timings = {"sde": 0.0, "ode": 0.0}
+    timings = {kind: 0.0 for kind, *_ in plan}
     for kind, fn, kk, n in plan:
         t0 = time.time()
         chunk = min(cfg.chunk, n)
@@ -135,8 +157,8 @@ def _per_path_errors(cfg: StudyConfig, progress: bool) -> tuple[dict[str, np.nda
 
 
 def convergence_study(cfg: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Run every case of :data:`CASES` (plus the linear-ODE cases); returns the JSON-ready result
-    (float64 inside)."""
+    """Run every case of :data:`CASES` (plus the linear-ODE cases of both regimes); returns the
+    JSON-ready result (float64 inside)."""
     if cfg.n_fine % max(cfg.depths):
         raise UsageError(f"the largest depth {max(cfg.depths)} must divide n_fine={cfg.n_fine}")
     t_start = time.time()
@@ -184,9 +206,21 @@ def _trajectory_figure(cfg: StudyConfig, path: Path) -> str:
     return figures.paths_vs_limit(np.asarray(ts), Hq, H0, hs, path)
 
 
+def _ode_figure(cfg: StudyConfig, cases: dict, path: Path) -> str:
+    """The Regime-1 ODE cases; beside them, when there are any, the Scaling regime 2 cases."""
+    panels = [([n for n, c in cases.items() if c["kind"] == "ode"],
+               f"Regime 1 (A_k = L^-beta Abar(k/L), delta = L^-alpha), d={cfg.width}")]
+    regime2 = [n for n, c in cases.items() if c["kind"] == "regime2"]
+    if regime2:
+        panels.append((regime2, f"Regime 2 (A_k = L^-beta Abar(k/L) + dW^A_k, delta = L^-alpha), "
+                                f"{cfg.n_paths} paths"))
+    return figures.strong_errors_panels(cases, panels, path)
+
+
 def run(out, *, quick: bool = False, n_paths: Optional[int] = None, progress: bool = True) -> dict:
     """The strong-convergence study: writes ``out/convergence.json`` (the returned dict) and
-    ``out/convergence_sde.png``, ``out/convergence_ode.png``, ``out/convergence_paths.png``."""
+    ``out/convergence_sde.png``, ``out/convergence_ode.png`` (Regime 1 beside Regime 2),
+    ``out/convergence_paths.png``."""
     if n_paths is not None and n_paths < 2:
         raise UsageError("--n-paths must be at least 2")
     out = output_folder(out)
@@ -200,9 +234,7 @@ def run(out, *, quick: bool = False, n_paths: Optional[int] = None, progress: bo
                               out / "convergence_sde.png",
                               f"Remark 2.1 weights + drift (alpha=0, beta=1), d={cfg.width}, "
                               f"{cfg.n_paths} paths, n_fine={cfg.n_fine}"),
-        figures.strong_errors(cases, [n for n, c in cases.items() if c["kind"] == "ode"],
-                              out / "convergence_ode.png",
-                              f"Regime 1 (A_k = L^-beta Abar(k/L), delta = L^-alpha), d={cfg.width}"),
+        _ode_figure(cfg, cases, out / "convergence_ode.png"),
         _trajectory_figure(cfg, out / "convergence_paths.png"),
     ]
     write_json(out / "convergence.json", result)
@@ -210,10 +242,15 @@ def run(out, *, quick: bool = False, n_paths: Optional[int] = None, progress: bo
 
 
 def format_convergence(result: dict) -> str:
-    """One line per case: fitted slope, slope over the larger depths, and the theory's slope."""
+    """One line per case: fitted slope, slope over the larger depths, and the theory's slope (for
+    the Scaling regime 2 cases also the slope of each error term, ``expected_rate``)."""
     lines = []
+    width = max([32] + [len(name) for name in result["cases"]])
     for name, c in result["cases"].items():
         exp = c["expected_slope"]
-        lines.append(f"{name:32s} slope {c['slope']:+.3f} (tail {c['tail_slope']:+.3f}; theory "
-                     f"{'n/a' if exp is None else f'{exp:+.2f}'})")
+        terms = c.get("expected_rate")
+        lines.append(f"{name:{width}s} slope {c['slope']:+.3f} (tail {c['tail_slope']:+.3f}; theory "
+                     f"{'n/a' if exp is None else f'{exp:+.2f}'}"
+                     + ("" if not terms else " = slowest of " + ", ".join(f"{k} {v:+.2f}" for k, v in terms.items()))
+                     + ")")
     return "\n".join(lines)

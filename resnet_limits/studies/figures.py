@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 
 from resnet_limits.scaling import loglog_fit  # noqa: E402
 
-__all__ = ["depth_lines", "network_vs_limit", "paths_vs_limit", "strong_errors"]
+__all__ = ["depth_lines", "network_vs_limit", "paths_vs_limit", "strong_errors", "strong_errors_panels"]
 
 
 def _depth_axes(ax, *, ylabel: str, title: str, legend_size: float) -> None:
@@ -34,11 +34,8 @@ def _save(fig, path: Path, dpi: int) -> str:
     return Path(path).name
 
 
-def strong_errors(cases: Mapping[str, Mapping[str, Any]], names: Sequence[str], path: Path, title: str) -> str:
-    """E sup_k |h_k - H_{k/L}|^2 against L for the ``names`` of the convergence study's ``cases``
-    (keys ``depths``, ``errors``, ``stderr``, ``slope``, ``tail_slope``, ``intercept``,
-    ``expected_slope``, ``kind``), with the fitted power laws; +-2 standard errors for SDE cases."""
-    fig, ax = plt.subplots(figsize=(6.2, 4.4))
+def _strong_errors_axes(ax, cases: Mapping[str, Mapping[str, Any]], names: Sequence[str], title: str) -> None:
+    """One panel of :func:`strong_errors_panels`."""
     for i, name in enumerate(names):
         c = cases[name]
         L = np.asarray(c["depths"], float)
@@ -47,7 +44,7 @@ def strong_errors(cases: Mapping[str, Mapping[str, Any]], names: Sequence[str], 
         color = f"C{i}"
         label = (f"{name}: slope {c['slope']:.2f}, tail {c['tail_slope']:.2f}"
                  + (f" (theory {c['expected_slope']:g})" if c["expected_slope"] is not None else ""))
-        if c["kind"] == "sde":  # +-2 standard errors of the mean over paths (clipped for log axes)
+        if c["kind"] != "ode":  # random paths: +-2 standard errors of the mean (clipped for log axes)
             yerr = np.stack([np.minimum(2 * se, 0.9 * e), 2 * se])
             ax.errorbar(L, e, yerr=yerr, fmt="o-", ms=3.5, color=color, capsize=2, label=label)
         else:  # deterministic networks: mean over random smooth trends, no sampling error bars
@@ -55,7 +52,23 @@ def strong_errors(cases: Mapping[str, Mapping[str, Any]], names: Sequence[str], 
         ax.plot(L, np.exp(c["intercept"]) * L ** c["slope"], "--", color=color, lw=0.8)
     ax.set_yscale("log")
     _depth_axes(ax, ylabel=r"$E\,\sup_k \|h_k - H_{k/L}\|^2$", title=title, legend_size=7)
+
+
+def strong_errors_panels(cases: Mapping[str, Mapping[str, Any]], panels: Sequence[tuple[Sequence[str], str]],
+                         path: Path) -> str:
+    """E sup_k |h_k - H_{k/L}|^2 against L, one panel per ``(names, title)`` of ``panels``, for the
+    convergence study's ``cases`` (keys ``depths``, ``errors``, ``stderr``, ``slope``,
+    ``tail_slope``, ``intercept``, ``expected_slope``, ``kind``), with the fitted power laws;
+    +-2 standard errors for the cases on random paths (kind other than ``ode``)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
+    for ax, (names, title) in zip(axes[0], panels):
+        _strong_errors_axes(ax, cases, names, title)
     return _save(fig, path, 130)
+
+
+def strong_errors(cases: Mapping[str, Mapping[str, Any]], names: Sequence[str], path: Path, title: str) -> str:
+    """:func:`strong_errors_panels` with one panel."""
+    return strong_errors_panels(cases, [(names, title)], path)
 
 
 def paths_vs_limit(ts, H_ito, H_no_correction, hidden: Mapping[int, np.ndarray], path: Path) -> str:
