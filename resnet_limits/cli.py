@@ -173,13 +173,23 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", type=Path, help="output folder (default RUN_DIR/limits)")
     m.add_argument("--no-progress", action="store_true")
 
-    r = sub.add_parser("reproduce", help="reproduce a table or study of the papers")
-    r.add_argument("what", choices=("table4", "convergence", "backprop"))
-    r.add_argument("--out", required=True, type=Path)
-    r.add_argument("--quick", action="store_true", help="the small version (minutes on 2 CPU cores)")
-    r.add_argument("--optimizer", choices=OPTIMIZERS, help="table4: optimiser (default: the preset's)")
-    r.add_argument("--seeds", type=_positive_int("seeds"), default=5, help="table4: seeds per cell")
-    r.add_argument("--paths", type=_positive_int("paths"), help="convergence/backprop: Brownian paths")
+    r = sub.add_parser("reproduce", help="reproduce a figure, table or study of the papers (see --list)",
+                       description="Runs the entries of experiments/ (one file per paper result) and writes "
+                                   "DIR/NAME/report.md (the paper's numbers beside ours, the figures, the command, "
+                                   "versions and hardware) and DIR/index.md. Resumable: finished parts are kept and "
+                                   "a finished reproduction with the same settings is skipped.")
+    r.add_argument("name", nargs="?", metavar="NAME", help="a reproduction (see --list), or all")
+    r.add_argument("--list", action="store_true", help="list the reproductions, what each reproduces and its time")
+    r.add_argument("--out", type=Path, help="output folder: DIR/NAME/ per reproduction, DIR/index.md")
+    r.add_argument("--quick", action="store_true", help="the small version (minutes on 2 CPU cores; see --list)")
+    r.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="table4 and the fully-connected sweeps: optimiser (default: the preset's, adam)")
+    r.add_argument("--seeds", type=_positive_int("seeds"),
+                   help="table4 and the fully-connected sweeps: seeds (default 5)")
+    r.add_argument("--paths", type=_positive_int("paths"), help="convergence, backprop: Brownian paths")
+    r.add_argument("--data-dir", help="tanh-mnist, relu-mnist: folder with MNIST's idx .gz files (default: "
+                                      "../shared/data/mnist beside the repository when present, else "
+                                      "tensorflow-datasets)")
     r.add_argument("--no-progress", action="store_true")
 
     w = sub.add_parser("import-weights",
@@ -315,26 +325,31 @@ def _limits(args) -> int:
 
 
 def _reproduce(args) -> int:
+    from resnet_limits import reproduce as rp
     from resnet_limits.sweeps import check_out_dir
 
+    experiments = rp.registry()
+    if args.list:
+        print("\n".join(rp.list_lines(experiments)))
+        return 0
+    options = {k: getattr(args, k) for k in rp.OPTIONS}
+    chosen = rp.select(experiments, args.name, options)
+    if args.out is None:
+        raise UsageError(f"reproduce {args.name} needs --out DIR")
     check_out_dir(args.out)
-    progress = not args.no_progress
-    if args.what == "table4":
-        from resnet_limits.studies import table4
-
-        res = table4.run(args.out, quick=args.quick, optimizer=args.optimizer, seeds=args.seeds, progress=progress)
-        print(table4.format_table4(res))
-    elif args.what == "convergence":
-        from resnet_limits.studies import convergence
-
-        print(convergence.format_convergence(
-            convergence.run(args.out, quick=args.quick, n_paths=args.paths, progress=progress)))
-    else:
-        from resnet_limits.studies import backprop
-
-        print(backprop.format_backprop(
-            backprop.run(args.out, quick=args.quick, n_paths=args.paths, progress=progress)))
-    print(f"results in {args.out}")
+    run = dict(quick=args.quick, options=options, progress=not args.no_progress, log=print)
+    if args.name == "all":
+        done = rp.reproduce_all(args.out, experiments=experiments, **run)
+        for name, rec in done["records"].items():
+            print(f"{name}: {rec['verdict']}")
+        print(f"index: {done['index']}")
+        return 2 if done["failed"] else 0
+    record = rp.reproduce(chosen[0], args.out, **run)
+    rp.write_index(args.out, experiments)
+    if not record["skipped"]:
+        print(record["text"])
+    print(f"{record['name']}: {record['verdict']}")
+    print(f"report: {Path(args.out) / record['name'] / rp.REPORT}")
     return 0
 
 

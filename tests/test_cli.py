@@ -51,7 +51,7 @@ BAD = [
     (["limits", "{t}", "--depth", "3", "--seed", "-2"], "argument --seed: seed must be in 0..4294967295"),
     (["limits", "{t}", "--depth", "3", "--inputs", "0"], "argument --inputs: inputs must be >= 1, got 0"),
     (["limits", "{t}"], "required: --depth"),
-    (["reproduce", "tabel4", "--out", "{d}"], "argument what: invalid choice: 'tabel4'"),
+    (["reproduce", "tabel4", "--out", "{d}"], "unknown reproduction 'tabel4'; choose from: all, "),
     (["reproduce", "table4", "--out", "{f}"], "exists and is not a folder"),
     (["reproduce", "table4", "--out", "{d}", "--seeds", "0"], "argument --seeds: seeds must be >= 1, got 0"),
     (["reproduce", "table4", "--out", "{d}", "--optimizer", "rmsprop"], "invalid choice"),
