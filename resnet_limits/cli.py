@@ -48,12 +48,15 @@ def tune_xla_cpu() -> None:
 
     The per-layer matmuls here are tiny (B x d by d x d, d = 10): splitting them across threads
     costs more than it saves, and training runs ~15 % faster without it (see
-    ``benchmarks/train_throughput.py``). Must run before JAX initialises its backend; it only
-    appends to ``XLA_FLAGS``.
+    ``benchmarks/train_throughput.py``). Likewise one OpenBLAS thread for the LAPACK calls
+    (the batched SVDs of the conv spectral norms): several threads fight over the cores and were
+    measured 5-25x slower (``benchmarks/conv_norms.py``); ``OPENBLAS_NUM_THREADS`` set by the user
+    wins. Must run before JAX initialises its backend; it only adds to the environment.
     """
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_cpu_multi_thread_eigen" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def usable_cores() -> int:

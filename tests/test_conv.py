@@ -192,3 +192,68 @@ def test_same_parameters_and_function_as_the_authors_pytorch_model():
     want = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).detach().numpy()
     got = jax.jit(conv_resnet(11, 8).apply)({"params": params}, x)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------ operator norms on the half spectrum --------
+
+from resnet_limits.scaling import conv_singular_values, conv_spectral_norm, conv_spectral_norms  # noqa: E402
+from resnet_limits.scaling.conv_norms import half_spectrum_frequencies  # noqa: E402
+
+
+def _explicit_norm(K_hwio, n1, n2):
+    """Largest singular value of the circular cross-correlation y[i,j,o] = sum K[p,q,c,o]
+    x[i+p,j+q,c] as an explicit (n1 n2 c_out) x (n1 n2 c_in) matrix, built column by column."""
+    kh, kw, cin, cout = K_hwio.shape
+    cols = []
+    for x in np.eye(n1 * n2 * cin).reshape(-1, n1, n2, cin):
+        y = sum(np.roll(x, (-p, -q), axis=(0, 1)) @ K_hwio[p, q] for p in range(kh) for q in range(kw))
+        cols.append(y.ravel())
+    return np.linalg.svd(np.stack(cols, 1), compute_uv=False).max()
+
+
+@pytest.mark.parametrize("hw", [(4, 4), (5, 5), (4, 5), (5, 6), (3, 3), (8, 8)])
+def test_half_spectrum_holds_one_frequency_of_each_conjugate_pair(hw):
+    n1, n2 = hw
+    u, v = half_spectrum_frequencies(hw)
+    assert (v <= n2 // 2).all()  # inside the real FFT's columns
+    reps = set(zip(u.tolist(), v.tolist()))
+    assert len(reps) == len(u)
+    self_conj = sum(1 for a in range(n1) for b in range(n2) if ((-a) % n1, (-b) % n2) == (a, b))
+    assert len(u) == (n1 * n2 + self_conj) // 2
+    for a in range(n1):  # every frequency is a representative or the conjugate of exactly one
+        for b in range(n2):
+            hits = {(a, b), ((-a) % n1, (-b) % n2)} & reps
+            assert len(hits) == 1, (a, b)
+
+
+@pytest.mark.parametrize("hw", [(4, 4), (5, 5), (4, 5), (6, 3)])
+def test_half_spectrum_singular_values_are_the_full_spectrums(hw):
+    """A real kernel's Fourier blocks at (u, v) and (-u, -v) are conjugate (same singular
+    values); the half spectrum's are the full one's at the representatives, so the norms agree."""
+    n1, n2 = hw
+    K = np.random.default_rng(sum(hw)).normal(size=(3, 3, 3, 2))
+    with jax.enable_x64(True):
+        full = np.asarray(conv_singular_values(K, hw))
+        half = np.asarray(conv_singular_values(K, hw, half_spectrum=True))
+        norm = float(conv_spectral_norm(K, hw))
+        oihw = float(conv_spectral_norm(K.transpose(3, 2, 0, 1), hw, layout="OIHW"))
+    neg = full[(-np.arange(n1)) % n1][:, (-np.arange(n2)) % n2]
+    np.testing.assert_allclose(neg, full, rtol=1e-12)
+    u, v = half_spectrum_frequencies(hw)
+    assert half.shape == (len(u), 2)
+    np.testing.assert_allclose(half, full[u, v], rtol=1e-12)
+    assert norm == pytest.approx(full.max(), rel=1e-14) and oihw == pytest.approx(norm, rel=1e-14)
+    assert norm == pytest.approx(_explicit_norm(K, n1, n2), rel=1e-10)
+
+
+def test_batched_float32_norms_match_the_explicit_operator():
+    """conv_spectral_norms (float32, half spectrum, one batched SVD) against the float64 SVD of
+    the explicit matrix, on kernels of the network's kinds: square, widening, a 1x1, zero."""
+    rng = np.random.default_rng(7)
+    for shape, hw in (((3, 3, 8, 8), (6, 6)), ((3, 3, 4, 8), (5, 4)), ((1, 1, 6, 3), (4, 4))):
+        Ks = rng.uniform(-1, 1, size=(3, *shape)) / math.sqrt(math.prod(shape[:3]))
+        Ks[2] = 0.0
+        got = np.asarray(conv_spectral_norms(Ks.astype(np.float32), hw))
+        want = [_explicit_norm(K, *hw) for K in Ks]
+        np.testing.assert_allclose(got[:2], want[:2], rtol=2e-6)
+        assert got[2] == 0.0

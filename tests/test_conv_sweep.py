@@ -15,7 +15,7 @@ from resnet_limits.analysis import analyze_run, format_analysis
 from resnet_limits.cli import main
 from resnet_limits.conv import CONFIGS, block_kernels, init_conv_params
 from resnet_limits.errors import UsageError
-from resnet_limits.scaling import conv_block_norms, conv_exponents, conv_spectral_norm, conv_table1
+from resnet_limits.scaling import conv_block_norms, conv_exponents, conv_spectral_norm, conv_spectral_norms, conv_table1
 from resnet_limits.sweeps.conv import flatten_params, unflatten_params
 
 TINY = dict(mock_data=48, width=8, epochs=1, batch_size=16)
@@ -165,3 +165,51 @@ def test_killed_conv_depth_resumes_at_its_last_checkpoint(tmp_path, monkeypatch)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     assert ma["test_accuracy"] == pytest.approx(mb["test_accuracy"])
+
+
+def test_kernel_operator_norms_in_power_of_two_stacks(monkeypatch):
+    """Kernels grouped by shape and size, each group in stacks of 2^j (7 = 4 + 2 + 1, no padding):
+    the norms are those of one kernel at a time, in the input's order."""
+    from resnet_limits.scaling import conv_analysis
+    from resnet_limits.scaling.conv_analysis import _power_of_two_chunks, kernel_operator_norms
+
+    assert _power_of_two_chunks(list(range(7))) == [[0, 1, 2, 3], [4, 5], [6]]
+    assert _power_of_two_chunks([3, 9]) == [[3, 9]] and _power_of_two_chunks([]) == []
+    assert [len(c) for c in _power_of_two_chunks(list(range(13)))] == [8, 4, 1]
+    rng = np.random.default_rng(0)
+    kernels = [rng.normal(size=(3, 3, 4, 4)).astype(np.float32) for _ in range(7)]
+    kernels += [rng.normal(size=(3, 3, 2, 4)).astype(np.float32) for _ in range(2)]
+    sizes = [(8, 8)] * 5 + [(4, 4)] * 2 + [(8, 8)] * 2
+    order = rng.permutation(len(kernels))
+    kernels, sizes = [kernels[i] for i in order], [sizes[i] for i in order]
+    stacks = []
+    real = conv_analysis.conv_spectral_norms
+    monkeypatch.setattr(conv_analysis, "conv_spectral_norms", lambda Ks, hw: stacks.append(len(Ks)) or real(Ks, hw))
+    got = kernel_operator_norms(kernels, sizes)
+    want = [float(conv_spectral_norm(K, hw)) for K, hw in zip(kernels, sizes)]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert sorted(stacks) == [1, 2, 2, 4]  # 5 = 4 + 1 of (4,4,8x8), 2 of (4,4,4x4), 2 of (2,4,8x8)
+
+
+def test_single_threaded_lapack_holds_and_restores_the_blas_threads():
+    import ctypes
+
+    from scipy.linalg import cython_lapack
+
+    from resnet_limits.analysis.conv import single_threaded_lapack
+
+    lib = ctypes.CDLL(cython_lapack.__file__)
+    get = getattr(lib, "scipy_openblas_get_num_threads", None) or getattr(lib, "openblas_get_num_threads", None)
+    if get is None:
+        pytest.skip("SciPy's LAPACK is not OpenBLAS here")
+    before = get()
+    K = np.random.default_rng(1).normal(size=(2, 3, 3, 8, 8)).astype(np.float32)
+    outside = np.asarray(conv_spectral_norms(K, (4, 4)))
+    with single_threaded_lapack() as held:
+        assert held and get() == 1
+        inside = np.asarray(conv_spectral_norms(K, (4, 4)))
+    assert get() == before
+    np.testing.assert_allclose(inside, outside, rtol=1e-6)
+    with pytest.raises(KeyboardInterrupt), single_threaded_lapack():
+        raise KeyboardInterrupt
+    assert get() == before

@@ -6,13 +6,19 @@ Per depth: the operator norm of every Delta_k and A_k on its input's size, and o
 increments between consecutive blocks of equal shape (:func:`resnet_limits.scaling.conv_block_norms`);
 then alpha and beta from the maximum norms against L (SP Fig. 7), the root sum of squares and
 the alpha- / beta-scaled norm of increments (SP Fig. 8), and the final test error (Table 5).
+
+The norms' SVDs run in LAPACK with its BLAS held to one thread (:func:`single_threaded_lapack`):
+on a machine whose cores are busy, OpenBLAS's own threads made them 10-50 times slower
+(``benchmarks/conv_norms.py``), and even on an idle 2-core machine one thread was no slower.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
@@ -23,7 +29,7 @@ from resnet_limits.errors import DamagedRunError, UsageError
 from resnet_limits.scaling import CONV_KERNELS, PAPER_CONV, PAPER_TABLE5, conv_block_norms, conv_exponents, conv_table1
 from resnet_limits.sweeps.folder import atomic_write, write_json
 
-__all__ = ["analyze_conv_run", "format_conv_analysis", "table5_markdown"]
+__all__ = ["analyze_conv_run", "format_conv_analysis", "single_threaded_lapack", "table5_markdown"]
 
 #: The exponent that scales each kernel family's increments (SP Fig. 8).
 SCALED_BY = {"Delta": "alpha", "A": "beta"}
@@ -77,10 +83,48 @@ def _read_depths(run_dir: Path, depths: Sequence[int], progress: bool) -> tuple[
         except DamagedRunError as e:
             left_out[str(L)] = " ".join(str(e).split())
             continue
-        fam = conv_block_norms(block_kernels(params))
+        with single_threaded_lapack():
+            fam = conv_block_norms(block_kernels(params))
         per_depth[L] = {**fam, "test_error": metrics.get("test_error"), "parameters": metrics.get("parameters"),
                         "epochs": metrics.get("epochs")}
     return per_depth, left_out
+
+
+#: (get, set) thread-count functions of the OpenBLAS builds that SciPy ships or links, whose
+#: LAPACK jaxlib calls on CPU.
+_OPENBLAS_THREADS = (("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+                     ("openblas_get_num_threads", "openblas_set_num_threads"))
+
+
+@contextlib.contextmanager
+def single_threaded_lapack() -> Iterator[bool]:
+    """Hold the BLAS under jaxlib's CPU LAPACK (SciPy's OpenBLAS) to one thread inside the block,
+    then restore its thread count; yields whether it found one to hold (else changes nothing).
+
+    jaxlib calls the LAPACK that ``scipy.linalg.cython_lapack`` exports; its OpenBLAS starts a
+    thread per core for each call. For the small batched SVDs of the spectral norms those
+    threads only contend, with each other and with other processes.
+    """
+    try:
+        from scipy.linalg import cython_lapack
+
+        lib = ctypes.CDLL(cython_lapack.__file__)  # symbol look-ups also search its OpenBLAS
+    except (ImportError, OSError):
+        yield False
+        return
+    for get_name, set_name in _OPENBLAS_THREADS:
+        get, put = getattr(lib, get_name, None), getattr(lib, set_name, None)
+        if get is not None and put is not None:
+            break
+    else:
+        yield False
+        return
+    before = int(get())
+    put(1)
+    try:
+        yield True
+    finally:
+        put(before)
 
 
 def _table5(per_depth: Mapping[int, Mapping[str, Any]], depths: Sequence[int]) -> dict[str, Any]:

@@ -49,18 +49,30 @@ PAPER_TABLE5 = {8: 6.64, 11: 6.37, 12: 6.32, 14: 5.98, 16: 6.25, 20: 5.98, 24: 6
 def kernel_operator_norms(kernels: Sequence[Any], sizes: Sequence[tuple[int, int]]) -> np.ndarray:
     """Operator norms (n,) of n HWIO kernels, kernel i acting on inputs of ``sizes[i]``.
 
-    Kernels of one shape and size are stacked (padded with zero kernels to a power of two, so
-    that networks of other depths reuse the compiled program) and go through one batched
-    :func:`conv_spectral_norms` call (FFT + batched SVD, Sedghi et al. 2019)."""
+    Kernels of one shape and size go through batched :func:`conv_spectral_norms` calls (real
+    FFT + batched SVD, Sedghi et al. 2019) on stacks of 2^j kernels, the binary digits of their
+    number (7 = 4 + 2 + 1): networks of every depth reuse the few compiled programs, and no
+    SVD is spent on padding."""
     out = np.full(len(kernels), np.nan)
     groups: dict[tuple, list[int]] = {}
     for i, (K, hw) in enumerate(zip(kernels, sizes)):
         groups.setdefault((tuple(np.shape(K)), tuple(hw)), []).append(i)
-    for (shape, hw), idx in groups.items():
-        pad = (1 << (len(idx) - 1).bit_length()) - len(idx)  # stacks of 2^j kernels: few compilations
-        stack = jnp.stack([jnp.asarray(kernels[i], jnp.float32) for i in idx] + [jnp.zeros(shape, jnp.float32)] * pad)
-        out[idx] = np.asarray(conv_spectral_norms(stack, hw), np.float64)[: len(idx)]
+    for (_, hw), idx in groups.items():
+        for chunk in _power_of_two_chunks(idx):
+            stack = jnp.stack([jnp.asarray(kernels[i], jnp.float32) for i in chunk])
+            out[chunk] = np.asarray(conv_spectral_norms(stack, hw), np.float64)
     return out
+
+
+def _power_of_two_chunks(items: Sequence[int]) -> list[list[int]]:
+    """``items`` cut into consecutive runs of 2^j elements, largest first (the binary digits of
+    their number)."""
+    chunks, start = [], 0
+    for bit in reversed(range(len(items).bit_length())):
+        if len(items) >> bit & 1:
+            chunks.append(list(items[start:start + (1 << bit)]))
+            start += 1 << bit
+    return chunks
 
 
 def conv_block_norms(blocks: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
