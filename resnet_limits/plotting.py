@@ -5,11 +5,17 @@ gathers for them; nothing here computes an analysis.
 Every function writes one PNG (matplotlib, Agg backend) and returns its path. Colours follow
 the paper: pink for the root sum of squares, orange for the beta-scaled increments, green for
 the trend / denoised weights, purple for the noise, black for the trained loss.
+
+The paper draws the synthetic run and the MNIST run in one panel (SP Figs 2, 3, 5, 9, 10: dashed
+synthetic, solid MNIST); :data:`TWO_RUN_FIGURES` draws those from two runs' results. Each panel
+is drawn by a helper that puts one run on given axes in a given :class:`RunStyle`, so the figures
+of one run and of two share their drawing code.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -20,7 +26,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 __all__ = [
+    "MNIST",
+    "ONE_RUN",
+    "SYNTHETIC",
+    "TWO_RUN_FIGURES",
+    "RunStyle",
     "analysis_figures",
+    "biases_two_runs",
     "conv_figures",
     "fig7_conv_norms",
     "fig8_conv_hypotheses",
@@ -30,7 +42,9 @@ __all__ = [
     "fig4_delta",
     "fig6_denoised",
     "figB_biases",
+    "hypothesis_two_runs",
     "loglog_panel",
+    "scaling_two_runs",
 ]
 
 PINK, ORANGE, GREEN, PURPLE, RED, BLUE = "#e7298a", "#ff7f00", "#0D8700", "#7A0087", "#d62728", "#1f77b4"
@@ -55,26 +69,49 @@ def _loglog_line(x, y) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
+@dataclass(frozen=True)
+class RunStyle:
+    """How one run is drawn in a panel: the line of its seed mean, the marker of its per-seed
+    points, the name that prefixes its legend entries ("" for a figure of one run) and the style
+    of its fitted power law."""
+
+    line: str = "-"
+    marker: str = "o"
+    name: str = ""
+    fit: str = "k--"
+
+    def label(self, text: str) -> str:
+        return f"{self.name}, {text}" if self.name else text
+
+
+#: One run alone (SP Figs 1-10 of one data set).
+ONE_RUN = RunStyle()
+#: The two runs of one panel, as SP Figs 2, 3, 5, 9, 10 draw them: synthetic dashed, MNIST solid.
+SYNTHETIC = RunStyle(line="--", marker="^", name="synthetic", fit="k:")
+MNIST = RunStyle(line="-", marker="o", name="MNIST", fit="k:")
+
+
 def loglog_panel(ax, depths, per_seed, *, color: str, label: str, slope_label: Optional[str] = None,
-                 sign: float = 1.0, offset: float = 0.0) -> None:
+                 sign: float = 1.0, offset: float = 0.0, style: RunStyle = ONE_RUN) -> None:
     """Per-seed points (faint), their geometric mean over seeds (line) and its log-log fit
-    (dashed), SP Figs 2-5.
+    (thin), SP Figs 2-5, in the line style and markers of ``style``.
 
     The legend shows ``slope_label`` (e.g. "α = 0.71 ± 0.02") or ``offset + sign * slope``.
     """
     d = np.asarray(depths, np.float64)
     Y = _arr2(per_seed)
     for row in Y:
-        ax.loglog(d, row, "o", ms=2.5, color=color, alpha=0.25)
+        ax.loglog(d, row, style.marker, ms=2.5, color=color, alpha=0.25)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a depth without any positive value: NaN
         mean = np.exp(np.nanmean(np.log(np.where(Y > 0, Y, np.nan)), axis=0))
     slope, intercept = _loglog_line(d, mean)
     if slope_label is None and np.isfinite(slope):
         slope_label = f"{offset + sign * slope:.2f}"
-    ax.loglog(d, mean, "-", lw=2, color=color, label=f"{label}: {slope_label}" if slope_label else label)
+    text = f"{label}: {slope_label}" if slope_label else label
+    ax.loglog(d, mean, style.line, lw=2, color=color, label=style.label(text))
     if np.isfinite(slope):
-        ax.loglog(d, np.exp(intercept) * d ** slope, "k--", lw=0.8)
+        ax.loglog(d, np.exp(intercept) * d ** slope, style.fit, lw=0.8)
     ax.set_xlabel("depth L")
 
 
@@ -117,40 +154,60 @@ def fig1_weights(result: Mapping[str, Any], fig1: Mapping[str, Any], entry: Sequ
     return _save(fig, path)
 
 
-def fig2_scaling(result: Mapping[str, Any], path: Path) -> str:
-    """SP Fig. 2 (tanh) / Fig. 4 left (ReLU): max |delta| against L with slope -alpha (left) and
-    the cumulative sum norms of A and b against L with slope 1 - beta (right)."""
-    d = result["depths"]
+# ------------------------------------------------------------ one run on given axes ----
+# Each helper draws one run's lines of a panel in a given style; a figure calls it once (one
+# run) or once per run (the synthetic and the MNIST run of SP Figs 2, 3, 5, 9, 10).
+
+Runs = Sequence[tuple[Mapping[str, Any], RunStyle]]
+_CUMSUM = {"A": (RED, "beta", "β"), "b": (PURPLE, "beta_b", "β_b")}
+
+
+def _delta_max_lines(ax, result: Mapping[str, Any], style: RunStyle = ONE_RUN) -> bool:
+    """max |delta| against L, legend alpha (SP Fig. 2 left); False (nothing drawn) for a run
+    without delta."""
     t = result["table1"]
-    lab = result["labels"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    if "delta_max" in t:
-        loglog_panel(axes[0], d, t["delta_max"]["per_seed"], color=BLUE, label="max |δ|",
-                     slope_label=_exp_label(result, "alpha", "α"))
-        axes[0].set_title("maximum norm of δ (SP Fig. 2 left)")
-        axes[0].legend()
-    else:
-        axes[0].set_visible(False)
-    loglog_panel(axes[1], d, t["A"]["cumsum_norm"]["per_seed"], color=RED, label=f"‖Σ {lab['A']}‖",
-                 slope_label=_exp_label(result, "beta", "β"))
-    loglog_panel(axes[1], d, t["b"]["cumsum_norm"]["per_seed"], color=PURPLE, label=f"‖Σ {lab['b']}‖",
-                 slope_label=_exp_label(result, "beta_b", "β_b"))
-    axes[1].set_title("cumulative sum norm, slope 1-β")
-    axes[1].legend()
-    return _save(fig, path)
+    if "delta_max" not in t:
+        return False
+    loglog_panel(ax, result["depths"], t["delta_max"]["per_seed"], color=BLUE, label="max |δ|",
+                 slope_label=_exp_label(result, "alpha", "α"), style=style)
+    return True
 
 
-def _hyp_panel(ax, result, name: str) -> None:
+def _cumsum_lines(ax, result: Mapping[str, Any], names: Sequence[str], style: RunStyle = ONE_RUN) -> None:
+    """Cumulative sum norms of the tensors ``names`` against L (slope 1 - beta), legend beta
+    (SP Fig. 2 right, Fig. 4 left)."""
+    for n in names:
+        color, key, sym = _CUMSUM[n]
+        loglog_panel(ax, result["depths"], result["table1"][n]["cumsum_norm"]["per_seed"], color=color,
+                     label=f"‖Σ {result['labels'][n]}‖", slope_label=_exp_label(result, key, sym), style=style)
+
+
+def _hyp_lines(ax, result: Mapping[str, Any], name: str, style: RunStyle = ONE_RUN) -> None:
+    """Root sum of squares (pink) and beta-scaled increments (orange, legend -nu) of tensor
+    ``name`` against L (SP Figs 3, 5 left; Figs 9, 10 middle)."""
     d = result["depths"]
     t = result["table1"][name]
-    lab = result["labels"][name]
-    loglog_panel(ax, d, t["rss"]["per_seed"], color=PINK, label="root sum of squares")
-    nu_key = "nu" if name == "A" else "nu_b"
-    nu = result.get(nu_key)
+    loglog_panel(ax, d, t["rss"]["per_seed"], color=PINK, label="root sum of squares", style=style)
+    nu = result.get("nu" if name == "A" else "nu_b")
     loglog_panel(ax, d, t["increment"]["per_seed"], color=ORANGE, label="β-scaled increments",
-                 slope_label=f"slope {-nu:.2f} (ν = {nu:.2f})" if nu is not None else None)
-    ax.set_title(f"{lab}: Table-1 norms")
-    ax.legend(fontsize=8)
+                 slope_label=f"slope {-nu:.2f} (ν = {nu:.2f})" if nu is not None else None, style=style)
+
+
+def _bias_max_lines(ax, result: Mapping[str, Any], style: RunStyle = ONE_RUN) -> None:
+    """max ||b_k|| (or |delta|b) against L, legend -slope (SP Figs 9, 10 left)."""
+    loglog_panel(ax, result["depths"], result["table1"]["b"]["max_norm"]["per_seed"], color=RED,
+                 label=f"max ‖{result['labels']['b']}_k‖", sign=-1.0, style=style)
+
+
+def _finish(ax, title: str, fontsize: Optional[float] = None) -> None:
+    ax.set_title(title)
+    ax.legend(fontsize=fontsize)
+
+
+def _hyp_panel(ax, runs: Runs, name: str) -> None:
+    for result, style in runs:
+        _hyp_lines(ax, result, name, style)
+    _finish(ax, f"{runs[-1][0]['labels'][name]}: Table-1 norms", 8)
 
 
 def _decomp_panel(ax, result, dec: Mapping[str, Any], entry, name: str) -> None:
@@ -170,24 +227,61 @@ def _decomp_panel(ax, result, dec: Mapping[str, Any], entry, name: str) -> None:
     ax.legend(fontsize=8)
 
 
+# ------------------------------------------------------------ figures of one or two runs ---
+# ``runs``: (result, style) pairs drawn into the same panels; a decomposition (``dec``) belongs
+# to the first run (SP Figs 3, 5, 9, 10 show the synthetic one).
+
+def _scaling_figure(runs: Runs, names: Sequence[str], titles: Sequence[str], path: Path) -> str:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    if any([_delta_max_lines(axes[0], result, style) for result, style in runs]):
+        _finish(axes[0], titles[0])
+    else:
+        axes[0].set_visible(False)
+    for result, style in runs:
+        _cumsum_lines(axes[1], result, names, style)
+    _finish(axes[1], titles[1])
+    return _save(fig, path)
+
+
+def _hypothesis_figure(runs: Runs, dec: Optional[Mapping[str, Any]], entry, name: str, path: Path) -> str:
+    fig, axes = plt.subplots(1, 1 if dec is None else 2, figsize=(5.5 if dec is None else 11, 4), squeeze=False)
+    _hyp_panel(axes[0, 0], runs, name)
+    if dec is not None:
+        _decomp_panel(axes[0, 1], runs[0][0], dec, entry, name)
+    return _save(fig, path)
+
+
+def _biases_figure(runs: Runs, dec: Optional[Mapping[str, Any]], entry, path: Path) -> str:
+    n = 2 if dec is None else 3
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4))
+    for result, style in runs:
+        _bias_max_lines(axes[0], result, style)
+    _finish(axes[0], f"maximum norm of {runs[-1][0]['labels']['b']} (legend: -slope)")
+    _hyp_panel(axes[1], runs, "b")
+    if dec is not None:
+        _decomp_panel(axes[2], runs[0][0], dec, entry, "b")
+    return _save(fig, path)
+
+
+def fig2_scaling(result: Mapping[str, Any], path: Path) -> str:
+    """SP Fig. 2 (tanh) / Fig. 4 left (ReLU): max |delta| against L with slope -alpha (left) and
+    the cumulative sum norms of A and b against L with slope 1 - beta (right)."""
+    return _scaling_figure([(result, ONE_RUN)], ("A", "b"),
+                           ("maximum norm of δ (SP Fig. 2 left)", "cumulative sum norm, slope 1-β"), path)
+
+
 def fig3_hypothesis(result: Mapping[str, Any], dec: Mapping[str, Any], entry, name: str, path: Path) -> str:
     """SP Fig. 3 (tanh) / Fig. 5 (ReLU): root sum of squares and beta-scaled increments against L
     (left) and the trend/noise decomposition of one entry at the largest depth (right)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    _hyp_panel(axes[0], result, name)
-    _decomp_panel(axes[1], result, dec, entry, name)
-    return _save(fig, path)
+    return _hypothesis_figure([(result, ONE_RUN)], dec, entry, name, path)
 
 
 def fig4_delta(result: Mapping[str, Any], delta_largest: Optional[Mapping[str, Any]], path: Path) -> str:
     """SP Fig. 4: cumulative sum norm of |delta|A (or A) against L (left) and the trained
     delta_k against k at the largest depth (right; its sign changes for ReLU)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    lab = result["labels"]["A"]
-    loglog_panel(axes[0], result["depths"], result["table1"]["A"]["cumsum_norm"]["per_seed"], color=RED,
-                 label=f"‖Σ {lab}‖", slope_label=_exp_label(result, "beta", "β"))
-    axes[0].legend()
-    axes[0].set_title(f"cumulative sum norm of {lab}")
+    _cumsum_lines(axes[0], result, ("A",))
+    _finish(axes[0], f"cumulative sum norm of {result['labels']['A']}")
     if delta_largest is not None:
         dl = np.atleast_1d(np.asarray(delta_largest["delta"], np.float64))
         L = int(delta_largest["depth"])
@@ -227,18 +321,7 @@ def fig6_denoised(result: Mapping[str, Any], path: Path) -> str:
 def figB_biases(result: Mapping[str, Any], dec: Optional[Mapping[str, Any]], entry, path: Path) -> str:
     """SP App. B, Figs 9 (tanh) / 10 (ReLU): maximum norm of b (or |delta|b) against L (left),
     its root sum of squares and beta-scaled increments (middle), its decomposition (right)."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    lab = result["labels"]["b"]
-    loglog_panel(axes[0], result["depths"], result["table1"]["b"]["max_norm"]["per_seed"], color=RED,
-                 label=f"max ‖{lab}_k‖", sign=-1.0)
-    axes[0].set_title(f"maximum norm of {lab} (legend: -slope)")
-    axes[0].legend()
-    _hyp_panel(axes[1], result, "b")
-    if dec is not None:
-        _decomp_panel(axes[2], result, dec, entry, "b")
-    else:
-        axes[2].set_visible(False)
-    return _save(fig, path)
+    return _biases_figure([(result, ONE_RUN)], dec, entry, path)
 
 
 def analysis_figures(result: Mapping[str, Any], figdata: Mapping[str, Any], out_dir) -> list[str]:
@@ -258,6 +341,43 @@ def analysis_figures(result: Mapping[str, Any], figdata: Mapping[str, Any], out_
         paths.append(fig6_denoised(result, out / "fig6_denoised.png"))
     paths.append(figB_biases(result, decs.get("b"), ent["b"], out / "figB_9_10_biases.png"))
     return paths
+
+
+# ------------------------------------------------------------ two runs in one panel ----
+
+def _two(synthetic: Mapping[str, Any], mnist: Mapping[str, Any]) -> Runs:
+    return [(synthetic, SYNTHETIC), (mnist, MNIST)]
+
+
+def scaling_two_runs(synthetic: Mapping[str, Any], mnist: Mapping[str, Any], path: Path) -> str:
+    """SP Fig. 2 (tanh): max |delta| against L, slope -alpha (left), and the cumulative sum norm
+    of A against L, slope 1 - beta (right), for the synthetic run (dashed) and the MNIST run
+    (solid), each one's fitted exponents in the legend. For ReLU the right panel is SP Fig. 4
+    (left), the cumulative sum norm of |delta|A."""
+    lab = mnist["labels"]["A"]
+    return _scaling_figure(_two(synthetic, mnist), ("A",),
+                           ("maximum norm of δ", f"cumulative sum norm of {lab}, slope 1-β"), path)
+
+
+def hypothesis_two_runs(synthetic: Mapping[str, Any], mnist: Mapping[str, Any], path: Path, *,
+                        dec: Optional[Mapping[str, Any]] = None, entry: Sequence[int] = ()) -> str:
+    """SP Fig. 3 (tanh) / Fig. 5 (ReLU), left: root sum of squares (pink) and beta-scaled
+    increments (orange, legend -nu) of A (|delta|A) against L, synthetic dashed, MNIST solid;
+    with ``dec`` (the synthetic run's decomposition arrays at its largest depth, entry
+    ``entry``) also the right panel, its trend/noise decomposition."""
+    return _hypothesis_figure(_two(synthetic, mnist), dec, entry, "A", path)
+
+
+def biases_two_runs(synthetic: Mapping[str, Any], mnist: Mapping[str, Any], path: Path, *,
+                    dec: Optional[Mapping[str, Any]] = None, entry: Sequence[int] = ()) -> str:
+    """SP App. B, Fig. 9 (tanh) / Fig. 10 (ReLU): maximum norm of b (|delta|b) against L (left)
+    and its root sum of squares and beta-scaled increments (middle), synthetic dashed, MNIST
+    solid; with ``dec`` also the synthetic run's decomposition of b (right)."""
+    return _biases_figure(_two(synthetic, mnist), dec, entry, path)
+
+
+#: The figures of two runs (synthetic, MNIST) by name: ``TWO_RUN_FIGURES[kind](synthetic, mnist, path)``.
+TWO_RUN_FIGURES = {"scaling": scaling_two_runs, "hypothesis": hypothesis_two_runs, "biases": biases_two_runs}
 
 
 # ------------------------------------------------------------ convolutional runs -------

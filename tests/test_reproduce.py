@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from resnet_limits import plotting
 from resnet_limits import reproduce as rp
 from resnet_limits.cli import main
 from resnet_limits.errors import UsageError
@@ -21,6 +22,7 @@ from resnet_limits.sweeps import CONV_PRESETS, PRESETS, make_config, make_conv_c
 
 REGISTRY = rp.registry()
 TINY_SWEEP = "{ depths = [2, 3, 4], seeds = 2, epochs = 1, max_updates = 2 }"
+TINY_MNIST = {"depths": [2, 3, 4], "seeds": 2, "epochs": 1, "max_updates": 2, "n_train": 500, "n_test": 100}
 
 
 # ------------------------------------------------------------------ the files ---------
@@ -81,10 +83,38 @@ def test_a_malformed_file_is_one_line(tmp_path):
     for text, message in (("kind = 'train'", "kind must be one of"), ("kind = 'sweep'", "names its preset"),
                           ("kind = [", "cannot read"),
                           ("kind = 'sweep'\npreset = 'p'\n[options]\nlr = 'lr'", "unknown option 'lr'"),
-                          ("kind = 'sweep'\npreset = 'p'\n[[compare]]\nquantity = 'a'", "needs quantity, paper")):
+                          ("kind = 'sweep'\npreset = 'p'\n[[compare]]\nquantity = 'a'", "needs quantity, paper"),
+                          ("kind = 'study'\nstudy = 'm'\nformat = 'f'\ncompanion = 'x'", "only a sweep has one"),
+                          ("kind = 'sweep'\npreset = 'p'\n[[figures]]\nfile = 'f.png'\ndraw = 'scaling'",
+                           "needs the entry's companion"),
+                          ("kind = 'sweep'\npreset = 'p'\ncompanion = 'c'\n[[figures]]\nfile = 'f.png'\ndraw = 'fig2'",
+                           "draw must be one of scaling, hypothesis, biases")):
         bad.write_text(text)
         with pytest.raises(UsageError, match=message):
             rp.load_experiment(bad)
+
+
+def test_mnist_entries_draw_the_papers_figures_with_their_synthetic_companion():
+    assert set(rp.DRAWINGS) == set(plotting.TWO_RUN_FIGURES)
+    for act in ("tanh", "relu"):
+        e = REGISTRY[f"{act}-mnist"]
+        assert e.companion == f"{act}-synthetic"
+        assert PRESETS[e.target]["activation"] == PRESETS[REGISTRY[e.companion].target]["activation"]
+        assert sorted(f["draw"] for f in e.figures if "draw" in f) == sorted(rp.DRAWINGS)
+        for f in (f for f in e.figures if "draw" in f):  # drawn into DIR/NAME/figures, captioned by the paper's figure
+            assert f["file"].startswith("figures/") and f["shows"].startswith("SP Fig. ")
+    assert [n for n, e in REGISTRY.items() if e.companion] == ["tanh-mnist", "relu-mnist"]
+
+
+def test_a_companion_is_a_sweep_of_the_same_folder(tmp_path):
+    (tmp_path / "m.toml").write_text("kind = 'sweep'\npreset = 'tanh-mnist'\ncompanion = 's'\n")
+    with pytest.raises(UsageError, match="companion 's' is not a sweep entry of .* without a companion of its own"):
+        rp.registry(tmp_path)
+    (tmp_path / "s.toml").write_text("kind = 'sweep'\npreset = 'tanh-synthetic'\ncompanion = 'm'\n")
+    with pytest.raises(UsageError, match="is not a sweep entry"):  # no chains, no cycles
+        rp.registry(tmp_path)
+    (tmp_path / "s.toml").write_text("kind = 'sweep'\npreset = 'tanh-synthetic'\n")
+    assert rp.registry(tmp_path)["m"].companion == "s"
 
 
 # ------------------------------------------------------------------ verdicts ----------
@@ -255,3 +285,33 @@ def test_only_a_finished_reproduction_of_the_same_settings_is_skipped(tmp_path):
     assert rp._finished(tmp_path, dict(settings, options={"seeds": "3"})) is None
     (tmp_path / "reproduction.json").write_text("{damaged")
     assert rp._finished(tmp_path, settings) is None
+
+
+def test_an_mnist_reproduction_runs_its_companion_and_embeds_the_figures_of_both(tmp_path, mnist_dir):
+    """tanh-mnist (tiny): tanh-synthetic is reproduced first into the same folder with the same
+    settings, the figures of two runs are drawn and embedded under the paper's figure each shows;
+    a rerun keeps the finished companion."""
+    out, exp, logs = tmp_path / "out", REGISTRY["tanh-mnist"], []
+    run = dict(quick=True, options={"data_dir": str(mnist_dir)}, progress=False, log=logs.append, extra=TINY_MNIST)
+    record = rp.reproduce(exp, out, **run)
+    companion = json.loads((out / "tanh-synthetic" / "reproduction.json").read_text())
+    assert companion["settings"] == {"quick": True, "options": {}, "extra": TINY_MNIST}
+    assert record["companion"] == {"name": "tanh-synthetic", "verdict": companion["verdict"],
+                                   "report": "../tanh-synthetic/report.md"}
+    report = (out / "tanh-mnist" / "report.md").read_text()
+    assert "[tanh-synthetic](../tanh-synthetic/report.md) dashed" in report
+    embedded = dict(re.findall(r"### (.*)\n\n!\[[^]]*\]\(([^)]+)\)", report))
+    for paper_figure in ("SP Fig. 2 (dashed: synthetic, solid: MNIST)", "SP Fig. 3 (left) (dashed",
+                         "SP Fig. 3 (right), from the companion", "SP Fig. 9 (left, middle) (dashed"):
+        (caption,) = [c for c in embedded if c.startswith(paper_figure)]
+        assert (out / "tanh-mnist" / embedded[caption]).stat().st_size > 10_000
+    drawn = [f["file"] for f in exp.figures if "draw" in f]
+    assert sorted(embedded[c] for c in embedded if embedded[c] in drawn) == sorted(drawn)
+
+    mtime = (out / "tanh-synthetic" / "report.md").stat().st_mtime_ns
+    (out / "tanh-mnist" / "report.md").unlink()  # killed before its report: resumed, the companion kept
+    logs.clear()
+    assert not rp.reproduce(exp, out, **run)["skipped"]
+    assert (out / "tanh-synthetic" / "report.md").stat().st_mtime_ns == mtime
+    assert any(line.startswith("tanh-synthetic: finished earlier") for line in logs)
+    assert rp.reproduce(exp, out, **run)["skipped"]

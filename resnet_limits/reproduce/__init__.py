@@ -1,0 +1,242 @@
+"""The registry of the papers' results (layer 4 of DESIGN.md): ``experiments/*.toml`` -> runs -> reports.
+
+Each file ``experiments/NAME.toml`` declares one paper result as data (format in
+``experiments/README.md``): a preset to sweep and analyse (``kind = "sweep"``) or a study module
+to run (``kind = "study"``), the arguments of its quick and full versions, the figures it
+draws, and the paper's numbers with where in our result the matching number lies. This package
+chooses what to run, runs it through layers 2-3, and writes beside it
+
+* ``DIR/NAME/report.md``: the paper's numbers beside ours with a computed verdict (:data:`RULE`),
+  the figures, the exact command, package versions and hardware;
+* ``DIR/NAME/reproduction.json``: the same as data; written last, it marks the reproduction
+  finished, and a rerun with the same settings skips it;
+* ``DIR/index.md``: every finished reproduction under ``DIR`` with its one-line verdict.
+
+An MNIST sweep names a ``companion`` (the synthetic sweep of the same activation): it reproduces
+the companion into ``DIR`` first (skipped when finished there; its time is not counted in the
+MNIST reproduction's), then runs itself and draws the figures the paper draws from both runs (SP
+Figs 2, 3, 5, 9, 10: synthetic dashed, MNIST solid).
+
+One idea a module: :mod:`.entries` reads and checks the files, :mod:`.verdicts` compares the
+numbers, :mod:`.figures` gathers and draws the figures, :mod:`.report` writes the Markdown; this
+module runs them. No computation lives here: the numbers come from the studies and the analysis.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+from resnet_limits.errors import UsageError
+from resnet_limits.reproduce.entries import (
+    DRAWINGS, EXPERIMENTS, OPTIONS, REPOSITORY, SIDES, Experiment, availability, list_lines, load_experiment,
+    read_registry, select, times_text,
+)
+from resnet_limits.reproduce.figures import draw_two_run_figures, figure_rows, link_rows, read_analysis
+from resnet_limits.reproduce.report import (
+    INDEX, RECORD, REPORT, environment, index_markdown, read_record, report_markdown, write_index,
+)
+from resnet_limits.reproduce.verdicts import RULE, compare, lookup, verdict
+from resnet_limits.sweeps.folder import atomic_write, check_out_dir, write_json
+
+__all__ = [
+    "DRAWINGS", "EXPERIMENTS", "INDEX", "OPTIONS", "RECORD", "REPORT", "REPOSITORY", "RULE", "SIDES", "Experiment",
+    "availability", "command_line", "compare", "environment", "index_markdown", "list_lines", "load_experiment",
+    "lookup", "read_registry", "registry", "report_markdown", "reproduce", "reproduce_all", "select", "times_text",
+    "verdict", "write_index",
+]
+
+
+def registry(folder=None) -> dict[str, Experiment]:
+    """Every experiment of ``folder`` (default :data:`EXPERIMENTS`), in the order of their ``order``
+    field (:func:`.entries.read_registry`)."""
+    return read_registry(EXPERIMENTS if folder is None else folder)
+
+
+# ------------------------------------------------------------------ running -----------
+
+def _data_dir(exp: Experiment, given: Optional[str]) -> Optional[str]:
+    """``--data-dir`` if given, else the first of the file's ``[data] dirs`` that exists
+    (relative to the repository), else None (tensorflow-datasets)."""
+    if given is not None:
+        return str(given)
+    for d in exp.data_dirs:
+        p = (REPOSITORY / d).resolve()
+        if p.is_dir():
+            return str(p)
+    return None
+
+
+def _arguments(exp: Experiment, mode: str, options: Mapping[str, Any], extra: Optional[Mapping[str, Any]]) -> dict:
+    """The keyword arguments of the preset or the study: the mode's ``args``, the options the
+    experiment takes, and (tests) ``extra``."""
+    args = dict(exp.modes[mode].get("args", {}))
+    for opt, key in exp.options.items():
+        value = _data_dir(exp, options.get(opt)) if opt == "data_dir" else options.get(opt)
+        if value is not None:
+            args[key] = value
+    args.update(extra or {})
+    return args
+
+
+def _run_sweep(exp: Experiment, folder: Path, args: dict, progress: bool, log) -> tuple[dict, str]:
+    """Sweep the preset into ``folder/run`` (resumable), analyse it; the analysis with the run's
+    configuration under ``config``, and its printed summary."""
+    from resnet_limits import sweeps
+    from resnet_limits.analysis import analyze_run, format_analysis
+
+    run_dir = folder / "run"
+    if exp.target in sweeps.CONV_PRESETS:
+        sweeps.run_conv_sweep(sweeps.make_conv_config(exp.target, **args), run_dir, progress=progress, log=log)
+    else:
+        sweeps.run_sweep_report(sweeps.make_config(exp.target, **args), run_dir, progress=progress, log=log)
+    result = analyze_run(run_dir, progress=progress)
+    return {**result, "config": sweeps.load_config(run_dir)}, format_analysis(result)
+
+
+def _run_study(exp: Experiment, folder: Path, args: dict, progress: bool) -> tuple[dict, str]:
+    module = importlib.import_module(exp.target)
+    result = module.run(folder, progress=progress, **args)
+    return result, getattr(module, exp.format)(result)
+
+
+def _sweep_command(exp: Experiment, run_dir: str, args: Mapping[str, Any]) -> str:
+    """The ``resnet-limits sweep`` + ``analyze`` commands that make the same run folder."""
+    words = ["resnet-limits", "sweep", exp.target, "--out", run_dir]
+    for k, v in args.items():
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            words.append(flag)
+        elif v not in (None, False):
+            words += [flag, *map(str, v if isinstance(v, (list, tuple)) else [v])]
+    return f"{shlex.join(words)} && resnet-limits analyze {shlex.quote(run_dir)}"
+
+
+def command_line(name: str, out, quick: bool, options: Mapping[str, Any]) -> str:
+    """The ``resnet-limits reproduce`` command that makes (or resumes) this reproduction."""
+    words = ["resnet-limits", "reproduce", name, *(["--quick"] if quick else []), "--out", str(out)]
+    for opt, flag in OPTIONS.items():
+        if options.get(opt) is not None:
+            words += [flag, str(options[opt])]
+    return shlex.join(words)
+
+
+# ------------------------------------------------------------------ one reproduction --
+
+def _finished(folder: Path, settings: Mapping[str, Any]) -> Optional[dict]:
+    """The record of a finished reproduction in ``folder`` made with ``settings``, else None."""
+    record = read_record(folder)
+    return record if record is not None and record.get("settings") == settings else None
+
+
+def reproduce(exp: Experiment, out, *, quick: bool = False, options: Optional[Mapping[str, Any]] = None,
+              progress: bool = True, log: Callable[[str], None] = print,
+              extra: Optional[Mapping[str, Any]] = None) -> dict:
+    """Run (or resume) one reproduction into ``out/NAME``: writes ``report.md``, then
+    ``reproduction.json`` (returned); a finished one with the same settings is skipped
+    (``record['skipped']``). ``extra`` adds arguments of the preset or study (tests shrink runs
+    with it). An entry with a ``companion`` first reproduces that one into ``out`` with the same
+    settings (skipped when finished), then draws its figures of two runs (``[[figures]]`` with
+    ``draw``). One-line :class:`UsageError` where it cannot run."""
+    options = {k: v for k, v in (options or {}).items() if v is not None and k in exp.options}
+    mode = "quick" if quick else "full"
+    settings = {"quick": quick, "options": {k: str(v) for k, v in options.items()}, "extra": dict(extra or {})}
+    folder = Path(out) / exp.name
+    check_out_dir(Path(out))
+    check_out_dir(folder)
+    done = _finished(folder, settings)
+    if done is not None:
+        log(f"{exp.name}: finished earlier ({folder / REPORT}); delete that file to run it again")
+        return {**done, "skipped": True}
+    why = availability(exp)
+    if why:
+        raise UsageError(f"{exp.name}: {why}")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RECORD).unlink(missing_ok=True)  # a report of other settings is not finished for these
+    args = _arguments(exp, mode, options, extra)
+    companion = _companion(exp, out, quick=quick, options=options, progress=progress, log=log, extra=extra)
+    log(f"{exp.name}: {exp.reproduces} ({mode})")
+    t0 = time.perf_counter()
+    if exp.kind == "sweep":
+        result, text = _run_sweep(exp, folder, args, progress, log)
+    else:
+        result, text = _run_study(exp, folder, args, progress)
+    if companion is not None:
+        draw_two_run_figures(exp, read_analysis(Path(out) / exp.companion / "run"), result, folder)
+    rows = compare(exp, result)
+    record = {
+        "name": exp.name, "reproduces": exp.reproduces, "mode": mode, "settings": settings,
+        "note": exp.modes[mode].get("note", ""), "verdict": verdict(rows, exp.modes[mode]), "rule": RULE,
+        "compared": exp.modes[mode].get("compare", True) is not False,
+        "comparisons": rows, "context": {k: _context(v, result) for k, v in exp.context.items()},
+        "arguments": args, "command": command_line(exp.name, out, quick, options),
+        "equivalent": _sweep_command(exp, str(folder / "run"), args) if exp.kind == "sweep" else None,
+        "figures": figure_rows(exp, result, folder), "links": link_rows(exp, folder),
+        "seconds": round(time.perf_counter() - t0, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "environment": environment(), "companion": companion,
+    }
+    atomic_write(folder / REPORT, lambda f: f.write(report_markdown(record, text).encode()))
+    write_json(folder / RECORD, _plain(record))
+    return {**record, "text": text, "skipped": False}
+
+
+def _companion(exp: Experiment, out, **run) -> Optional[dict[str, str]]:
+    """Reproduce ``exp``'s companion (an entry of the same folder) into ``out`` with the same
+    settings ``run`` (skipped when finished there); its name, verdict and report (relative to
+    ``out/NAME``). None for an entry without a companion."""
+    if exp.companion is None:
+        return None
+    other = read_registry(exp.path.parent)[exp.companion]
+    run["log"](f"{exp.name}: first its companion {other.name}, the dashed lines of its figures of two runs")
+    record = reproduce(other, out, **run)
+    return {"name": other.name, "verdict": record["verdict"], "report": f"../{other.name}/{REPORT}"}
+
+
+def _context(value, result) -> Any:
+    return lookup(result, value) if isinstance(value, list) else value
+
+
+def _plain(obj):
+    """``obj`` as JSON-safe data (paths and other objects as text)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return str(obj)
+
+
+# ------------------------------------------------------------------ all of them -------
+
+def reproduce_all(out, *, quick: bool = False, options: Optional[Mapping[str, Any]] = None,
+                  progress: bool = True, log: Callable[[str], None] = print,
+                  experiments: Optional[Mapping[str, Experiment]] = None,
+                  extra: Optional[Mapping[str, Mapping[str, Any]]] = None) -> dict[str, Any]:
+    """Every experiment into ``out`` (finished ones skipped), ``out/index.md`` rewritten after each.
+
+    One whose study is not available here is named and passed over; one that cannot run (a
+    one-line :class:`UsageError`, e.g. a missing data set) is named and the others go on. Returns
+    ``{"records": {name: record}, "unavailable": {name: line}, "failed": {name: line}, "index":
+    path}``; ``extra`` maps a name to :func:`reproduce`'s ``extra``.
+    """
+    experiments = registry() if experiments is None else experiments
+    check_out_dir(Path(out))
+    records, unavailable, failed = {}, {}, {}
+    for name, e in experiments.items():
+        why = availability(e)
+        if why:
+            unavailable[name] = f"not available: {why}"
+            log(f"{name}: {unavailable[name]}")
+        else:
+            try:
+                records[name] = reproduce(e, out, quick=quick, options=options, progress=progress, log=log,
+                                          extra=(extra or {}).get(name))
+            except UsageError as err:
+                failed[name] = f"not run: {' '.join(str(err).split())}"
+                log(f"{name}: {failed[name]}")
+        write_index(out, experiments, {**unavailable, **failed})
+    return {"records": records, "unavailable": unavailable, "failed": failed, "index": Path(out) / INDEX}
