@@ -126,9 +126,10 @@ def _seed(name: str, limit: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from resnet_limits.models import ACTIVATIONS, DELTA_MODES
+    from resnet_limits.models import ACTIVATIONS, DELTA_MODES, INITS
     from resnet_limits.sweeps import CONV_PRESETS, PRESETS, SEED_LIMIT
     from resnet_limits.training import OPTIMIZERS
+    from resnet_limits.training.fc import PARAMETRIZATIONS
 
     p = _Parser(prog=PROG, description="Deep-depth limits of residual networks (SP, ICML 2021).")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -155,6 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-updates", type=_positive_int("max updates"), help="cap T_max on updates")
     s.add_argument("--epsilon", type=_nonneg_float("epsilon"), help="early-stop threshold on an epoch's mean loss")
     s.add_argument("--activation", help=f"override the preset's activation: {', '.join(sorted(ACTIVATIONS))}")
+    s.add_argument("--parametrization", choices=PARAMETRIZATIONS,
+                   help="learned-delta (default: delta is trained, as in SP) or fixed: delta_k = L^-a in every "
+                        "layer, never trained (needs --branch-exponent)")
+    s.add_argument("--branch-exponent", type=_number("branch exponent", float, lambda v: 0 <= v < math.inf,
+                                                     "a finite number >= 0"), metavar="A",
+                   help="fixed parametrization: delta = L^-A (0.5: Depth-muP; 1: neural-ODE / CompleteP scaling)")
+    s.add_argument("--ref-depth", type=_number("reference depth", float, lambda v: 1 <= v < math.inf, ">= 1"),
+                   metavar="L0", help="scale the learning rate with depth from L0: eta(L) = eta (L/L0)^e, with "
+                                      "e = a-1 (adam) or 2a-1 (sgd) under the fixed parametrization "
+                                      "(default: the same eta at every depth)")
+    s.add_argument("--lr-depth-exponent", type=_number("learning-rate depth exponent", float, math.isfinite,
+                                                       "finite"), metavar="E",
+                   help="override the exponent e of eta(L) = eta (L/L0)^e (needs --ref-depth)")
+    s.add_argument("--init", choices=INITS,
+                   help="initialisation: xavier-depth (preset default; N(0, (0.01/(L d))^2) entries), xavier, "
+                        "brownian (SP Remark 2.1), iid (N(0, 1/d) entries), smooth (a random smooth function "
+                        "of k/L: a few Fourier modes with N(0, 1/d) coefficients)")
     s.add_argument("--seed", type=_seed("seed", SEED_LIMIT), help="base PRNG seed (default 0)")
     s.add_argument("--data-dir", help="MNIST presets: folder with idx .gz files; conv-cifar10: CIFAR-10's binary "
                                       "version (cifar-10-batches-bin); default: tensorflow-datasets")
@@ -272,7 +290,11 @@ def _print_sweep(args, cfg, rep, each: str) -> None:
 def _sweep(args) -> int:
     from resnet_limits.sweeps import CONV_PRESETS, make_config, run_sweep_report
 
+    fc_settings = ("parametrization", "branch_exponent", "ref_depth", "lr_depth_exponent", "init")
     if args.preset in CONV_PRESETS:
+        given = [k for k in fc_settings if getattr(args, k) is not None]
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} is not a setting of {args.preset}")
         return _conv_sweep(args)
     if args.mock_data is not None:
         raise UsageError(f"--mock-data is a setting of {', '.join(CONV_PRESETS)} only")
@@ -281,7 +303,7 @@ def _sweep(args) -> int:
         max_depth=args.max_depth, depth_base=args.depth_base, depths=args.depths,
         optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
         max_updates=args.max_updates, epsilon=args.epsilon, activation=args.activation,
-        seed=args.seed, data_dir=args.data_dir,
+        seed=args.seed, data_dir=args.data_dir, **{k: getattr(args, k) for k in fc_settings},
     )
     rep = run_sweep_report(cfg, args.out, progress=not args.no_progress, wait=not args.no_wait, log=_say)
     _print_sweep(args, cfg, rep, f"{cfg['seeds']} seeds each")

@@ -28,16 +28,20 @@ __all__ = [
     "Activation",
     "ResNet",
     "ResNetParams",
+    "SMOOTH_FREQUENCIES",
     "brownian_params",
     "effective_delta",
     "forward",
     "forward_to_depth",
+    "fourier_modes",
     "get_activation",
     "init_params",
     "init_scales",
     "layer",
+    "layer_weights",
     "mse",
     "pad_params",
+    "smooth_in_depth",
 ]
 
 DELTA_MODES = ("none", "shared", "per-layer")
@@ -70,7 +74,9 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 ACTIVATIONS["softplus"] = ACTIVATIONS["csoftplus"]  # alias, same centred function
 
-INITS = ("xavier-depth", "xavier", "brownian")
+INITS = ("xavier-depth", "xavier", "brownian", "iid", "smooth")
+#: Frequencies 1..F of the ``smooth`` initialisation (with the constant: 2F + 1 Fourier modes).
+SMOOTH_FREQUENCIES = 2
 
 
 def get_activation(name: str) -> Activation:
@@ -231,6 +237,45 @@ def mse(pred: jax.Array, target: jax.Array) -> jax.Array:
     return jnp.mean((pred - target) ** 2)
 
 
+def fourier_modes(t: jax.Array, n_frequencies: int = SMOOTH_FREQUENCIES) -> jax.Array:
+    """The 2F + 1 real Fourier modes of the ``smooth`` initialisation at the times ``t`` (T,): (T, 2F + 1).
+
+    phi_0 = 1, phi_{2f-1}(t) = sqrt 2 cos(2 pi f t), phi_{2f}(t) = sqrt 2 sin(2 pi f t), f = 1..F, all
+    divided by sqrt(2F + 1), so that sum_m phi_m(t)^2 = 1 at every t: i.i.d. N(0, s^2) coefficients
+    give a function whose value at every t is N(0, s^2).
+    """
+    t = jnp.asarray(t)
+    f = 2.0 * math.pi * jnp.arange(1, n_frequencies + 1, dtype=t.dtype)
+    waves = jnp.stack([jnp.cos(t[:, None] * f), jnp.sin(t[:, None] * f)], axis=-1).reshape(t.shape[0], -1)
+    modes = jnp.concatenate([jnp.ones((t.shape[0], 1), t.dtype), math.sqrt(2.0) * waves], axis=1)
+    return modes / math.sqrt(2 * n_frequencies + 1)
+
+
+def smooth_in_depth(coefficients: jax.Array, t: jax.Array) -> jax.Array:
+    """Weights W(t_k) = sum_m phi_m(t_k) C_m of a smooth function of t on the times ``t`` (T,).
+
+    ``coefficients``: (2F + 1, *entry), one per mode of :func:`fourier_modes`; returns (T, *entry).
+    """
+    modes = fourier_modes(t, (coefficients.shape[0] - 1) // 2).astype(coefficients.dtype)
+    return jnp.tensordot(modes, coefficients, axes=1)
+
+
+def _initial_delta(key, L: int, delta_mode: str, branch_exponent: Optional[float], dtype):
+    """delta of :func:`init_params`: L^{-a} in every layer when ``branch_exponent`` a is given."""
+    if delta_mode == "none":
+        if branch_exponent is not None:
+            raise ValueError("a branch exponent fixes delta, but delta mode 'none' has no delta")
+        return None
+    if delta_mode not in ("shared", "per-layer"):
+        raise ValueError(f"unknown delta mode {delta_mode!r}; choose from {DELTA_MODES}")
+    if branch_exponent is not None:
+        value = jnp.asarray(float(L) ** -float(branch_exponent), dtype)
+        return value if delta_mode == "shared" else jnp.full((L,), value, dtype)
+    if delta_mode == "shared":
+        return jnp.asarray(1.0 / L, dtype)
+    return jax.random.normal(key, (L,), dtype) / L
+
+
 def init_params(
     key: jax.Array,
     depth: int,
@@ -239,9 +284,10 @@ def init_params(
     init: str = "xavier-depth",
     delta_mode: str = "shared",
     scale: float = 0.01,
+    branch_exponent: Optional[float] = None,
     dtype=jnp.float32,
 ) -> ResNetParams:
-    """Initial weights (SPEC §6).
+    """Initial weights of SP eq. 1 (SPEC §6; issue 12 for ``iid``, ``smooth`` and ``branch_exponent``).
 
     - ``xavier-depth`` (the authors' default, s = ``scale``):
       A_{k,ij} ~ N(0, (s/(L d))^2), b_{k,i} ~ N(0, (s/(L sqrt d))^2).
@@ -249,8 +295,18 @@ def init_params(
       A_{k,ij} ~ N(0, (s/d)^2), b_{k,i} ~ N(0, (s/sqrt d)^2).
     - ``brownian``: i.i.d. increments of a Brownian motion (SP Remark 2.1),
       A_{k,mn} ~ N(0, 1/(L d^2)), b_{k,n} ~ N(0, 1/(L d)).
+    - ``iid``: A_{k,mn}, b_{k,n} ~ N(0, 1/d), i.i.d. over k (``scale`` unused). With a fixed
+      delta = L^{-1/2} (``branch_exponent`` 1/2, Depth-muP) the absorbed weights delta A_k are
+      Brownian increments with quadratic variation 1/d per entry and unit time, where SP Remark 2.1
+      has 1/d^2 (the b part, 1/d, is the same).
+    - ``smooth``: a random smooth function of t_k = k/L (Marion et al. 2023):
+      A_k = sum_m phi_m(k/L) C^A_m with the 2F + 1 Fourier modes of :func:`fourier_modes`
+      (F = :data:`SMOOTH_FREQUENCIES`) and C^A_m entries ~ N(0, 1/d), likewise b (``scale``
+      unused); every A_{k,mn} is N(0, 1/d) as in ``iid``, but ||A_{k+1} - A_k|| = O(1/L).
 
-    delta: shared delta = 1/L; per-layer delta_k ~ N(0, (1/L)^2); none -> None.
+    delta: ``branch_exponent`` a given: delta_k = L^{-a} (shared: one value; per-layer: L equal
+    values; the ``fixed`` parametrisation of :class:`~resnet_limits.training.TrainConfig`);
+    otherwise shared delta = 1/L, per-layer delta_k ~ N(0, (1/L)^2); none -> None.
     """
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
@@ -258,29 +314,28 @@ def init_params(
         raise ValueError(f"width must be >= 1, got {width}")
     L, d = depth, width
     kA, kb, kd = jax.random.split(key, 3)
-    if init == "xavier-depth":
-        sA, sb = scale / (L * d), scale / (L * math.sqrt(d))
-    elif init == "xavier":
-        sA, sb = scale / d, scale / math.sqrt(d)
-    elif init == "brownian":
-        sA, sb = 1.0 / (math.sqrt(L) * d), 1.0 / math.sqrt(L * d)
-    else:
-        raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
-    A = sA * jax.random.normal(kA, (L, d, d), dtype)
-    b = sb * jax.random.normal(kb, (L, d), dtype)
-    if delta_mode == "none":
-        delta = None
-    elif delta_mode == "shared":
-        delta = jnp.asarray(1.0 / L, dtype)
-    elif delta_mode == "per-layer":
-        delta = jax.random.normal(kd, (L,), dtype) / L
-    else:
-        raise ValueError(f"unknown delta mode {delta_mode!r}; choose from {DELTA_MODES}")
-    return ResNetParams(A, b, delta)
+    sA, sb = init_scales(L, d, init, scale)
+    A, b = layer_weights(kA, kb, jnp.arange(L, dtype=dtype) / L, d, sA, sb, smooth=init == "smooth", dtype=dtype)
+    return ResNetParams(A, b, _initial_delta(kd, L, delta_mode, branch_exponent, dtype))
+
+
+def layer_weights(kA, kb, t: jax.Array, width: int, s_A, s_b, *, smooth: bool, dtype=jnp.float32,
+                  ) -> tuple[jax.Array, jax.Array]:
+    """Weights A (T, d, d), b (T, d) of the layers at the times ``t`` = k/L (T,) as :func:`init_params`
+    draws them from the keys ``kA``, ``kb``: i.i.d. N(0, s^2) entries, or (``smooth``) the smooth
+    function of :func:`smooth_in_depth` with N(0, s^2) Fourier coefficients. ``t`` may hold more
+    times than layers (a padded stack); i.i.d. draws use only its length."""
+    d, T = width, t.shape[0]
+    if smooth:
+        M = 2 * SMOOTH_FREQUENCIES + 1
+        return (smooth_in_depth(s_A * jax.random.normal(kA, (M, d, d), dtype), t),
+                smooth_in_depth(s_b * jax.random.normal(kb, (M, d), dtype), t))
+    return s_A * jax.random.normal(kA, (T, d, d), dtype), s_b * jax.random.normal(kb, (T, d), dtype)
 
 
 def init_scales(depth: int, width: int, init: str = "xavier-depth", scale: float = 0.01) -> tuple[float, float]:
-    """Standard deviations (s_A, s_b) of the weights that :func:`init_params` draws (SPEC §6)."""
+    """Standard deviations (s_A, s_b) of the weights that :func:`init_params` draws (SPEC §6); for
+    ``smooth`` those of its Fourier coefficients (and of every weight)."""
     L, d = depth, width
     if init == "xavier-depth":
         return scale / (L * d), scale / (L * math.sqrt(d))
@@ -288,6 +343,8 @@ def init_scales(depth: int, width: int, init: str = "xavier-depth", scale: float
         return scale / d, scale / math.sqrt(d)
     if init == "brownian":
         return 1.0 / (math.sqrt(L) * d), 1.0 / math.sqrt(L * d)
+    if init in ("iid", "smooth"):
+        return 1.0 / math.sqrt(d), 1.0 / math.sqrt(d)
     raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
 
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from resnet_limits import sweeps
 from resnet_limits.analysis.fc import _json_clean

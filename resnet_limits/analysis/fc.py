@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from resnet_limits import sweeps
 from resnet_limits.errors import DamagedRunError, UsageError

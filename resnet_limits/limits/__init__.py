@@ -118,6 +118,7 @@ from resnet_limits.limits.networks import (
     weight_paths,
 )
 from resnet_limits.limits.paths import ConstantPath, FunctionPath, PiecewiseLinearPath, moving_average, uniform_grid
+from resnet_limits.limits.regime_limit import HYPOTHESIS_LIMITS, limit_on_weights, own_ode_limit, own_sde_limit
 from resnet_limits.limits.qv import BrownianQ, QuadraticVariation, brownian_qv, estimate_qv
 from resnet_limits.limits.solvers import AffineControlTerm, solve_linear_ode, solve_neural_ode, solve_sde
 from resnet_limits.limits.strong import (
@@ -141,6 +142,10 @@ from resnet_limits.limits.strong import (
 )
 
 __all__ = [
+    "HYPOTHESIS_LIMITS",
+    "limit_on_weights",
+    "own_ode_limit",
+    "own_sde_limit",
     "REGIME2_ACTIVATIONS",
     "SDE_CASES",
     "SURROGATE",

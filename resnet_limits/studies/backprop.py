@@ -28,7 +28,7 @@ from typing import Optional
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from resnet_limits.backprop import regime1_path_errors, regime2_path_errors
 from resnet_limits.errors import UsageError

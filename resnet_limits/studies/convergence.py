@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from resnet_limits.errors import UsageError
 from resnet_limits.limits import (

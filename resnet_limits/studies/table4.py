@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from resnet_limits import sweeps
 from resnet_limits.errors import UsageError

@@ -23,6 +23,8 @@ from resnet_limits.sweeps.conv import (
 )
 from resnet_limits.sweeps.driver import SweepReport, run_depths
 from resnet_limits.sweeps.fc import (
+    INITIAL_WEIGHTS,
+    PARAMETRIZATION_KEYS,
     PRESETS,
     QUICK_MAX_DEPTH,
     QUICK_MAX_DEPTHS,
@@ -32,6 +34,7 @@ from resnet_limits.sweeps.fc import (
     load_depth,
     make_config,
     run_sweep,
+    run_initial_weights,
     run_sweep_report,
     train_config,
 )
@@ -40,6 +43,9 @@ from resnet_limits.sweeps.grid import DEFAULT_BASE, depth_grid
 from resnet_limits.sweeps.lr_grid import check_lr_grid, run_lr_grid, train_learning_rates
 
 __all__ = [
+    "INITIAL_WEIGHTS",
+    "PARAMETRIZATION_KEYS",
+    "run_initial_weights",
     "check_lr_grid",
     "run_lr_grid",
     "train_learning_rates",

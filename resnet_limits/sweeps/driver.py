@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from resnet_limits.sweeps.claims import REFRESH_EVERY_S, STALE_AFTER_S, ClaimBook, Owner
 from resnet_limits.sweeps.folder import (

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from resnet_limits.data import Dataset, LabelledImages, mnist_dataset, mnist_images, synthetic
 from resnet_limits.errors import UsageError
@@ -29,8 +29,11 @@ from resnet_limits.sweeps.driver import SweepReport, run_depths
 from resnet_limits.sweeps.folder import CONFIG, load_config, load_depth_arrays
 from resnet_limits.sweeps.grid import DEFAULT_BASE, depth_grid
 from resnet_limits.training import TrainConfig, TrainResult, seed_keys, train_seeds
+from resnet_limits.training.fc import initial_params
 
 __all__ = [
+    "INITIAL_WEIGHTS",
+    "PARAMETRIZATION_KEYS",
     "PRESETS",
     "QUICK_MAX_DEPTH",
     "QUICK_MAX_DEPTHS",
@@ -39,6 +42,7 @@ __all__ = [
     "dataset_for",
     "load_depth",
     "make_config",
+    "run_initial_weights",
     "run_sweep",
     "run_sweep_report",
     "train_config",
@@ -70,6 +74,10 @@ QUICK_MAX_DEPTHS = {"tanh-mnist": 203, "relu-mnist": 406}
 SEED_LIMIT = 2**32  # jax.random.PRNGKey takes seeds below this; larger ones repeat smaller ones
 
 _TRAIN_KEYS = tuple(f.name for f in TrainConfig.__dataclass_fields__.values())
+# Settings of the depth parametrisation (issue 12): in a configuration only when given, so the
+# learned-delta default writes the config.json it always wrote (earlier folders still resume).
+PARAMETRIZATION_KEYS = ("parametrization", "branch_exponent", "ref_depth", "lr_depth_exponent")
+_DEFAULT_PARAMETRIZATION = TrainConfig().parametrization
 # Keys that define the depth grid: they may change between runs in one folder; so may
 # "data_info", where the data came from (the data folder may move).
 _GRID_KEYS = ("depths", "min_depth", "max_depth", "depth_base", "quick", "data_info")
@@ -79,16 +87,20 @@ def make_config(preset: str, *, quick: bool = False, **overrides) -> dict[str, A
     """The resolved configuration of a preset with user overrides (``None`` values ignored).
 
     ``quick`` caps the depth grid at about 1,000 (MNIST: :data:`QUICK_MAX_DEPTHS`). ``depths`` (an explicit list) wins over the
-    grid parameters. Raises :class:`UsageError` for unknown names or bad values.
+    grid parameters. The depth parametrisation (:data:`PARAMETRIZATION_KEYS`, see
+    :class:`~resnet_limits.training.TrainConfig`) is recorded only when it is not the default
+    learned delta. Raises :class:`UsageError` for unknown names or bad values.
     """
     if preset not in PRESETS:
         raise UsageError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     cfg = dict(PRESETS[preset], preset=preset, quick=quick)
     for k, v in overrides.items():
-        if k not in cfg and k != "depths":
+        if k not in cfg and k not in ("depths", *PARAMETRIZATION_KEYS):
             raise UsageError(f"unknown setting {k!r}")
         if v is not None:
             cfg[k] = v
+    if cfg.get("parametrization") == _DEFAULT_PARAMETRIZATION:
+        del cfg["parametrization"]
     if quick and overrides.get("max_depth") is None and overrides.get("depths") is None:
         cfg["max_depth"] = min(cfg["max_depth"], QUICK_MAX_DEPTHS.get(preset, QUICK_MAX_DEPTH))
     if overrides.get("depths") is not None:
@@ -119,8 +131,8 @@ def _validate(cfg: dict[str, Any]) -> None:
 
 
 def train_config(cfg: dict[str, Any]) -> TrainConfig:
-    """The :class:`TrainConfig` part of a run configuration."""
-    return TrainConfig(**{k: cfg[k] for k in _TRAIN_KEYS})
+    """The :class:`TrainConfig` part of a run configuration (absent parametrisation keys: defaults)."""
+    return TrainConfig(**{k: cfg[k] for k in _TRAIN_KEYS if k in cfg or k not in PARAMETRIZATION_KEYS})
 
 
 @functools.lru_cache(maxsize=1)
@@ -174,6 +186,7 @@ def _depth_files(depth: int, result: TrainResult) -> tuple[dict[str, np.ndarray]
         "updates": [int(u) for u in result.updates],
         "converged": [bool(c) for c in result.converged],
         "diverged": [bool(c) for c in result.diverged],
+        "lr": [float(v) for v in result.lr],
         "loss_curve": curves,
     }
     return arrays, metrics
@@ -222,6 +235,35 @@ def _keep_data_info(cfg: dict[str, Any], out: Path) -> None:
             return  # a damaged or foreign folder: run_depths says so in one line
         if old.get("data_info") is not None:
             cfg["data_info"] = old["data_info"]
+
+
+#: ``config.json["weights"]`` of a folder made by :func:`run_initial_weights`.
+INITIAL_WEIGHTS = "initial"
+
+
+def run_initial_weights(cfg: dict[str, Any], out_dir, *, progress: bool = True,
+                        log: Optional[Callable[[str], None]] = None) -> SweepReport:
+    """A run folder holding the networks of the sweep ``cfg`` *before* training (issue 12).
+
+    Every seed's initial weights are drawn again from its key exactly as the trainer draws them
+    (:func:`~resnet_limits.training.fc.initial_params` of ``seed_keys(seed, L, seeds)``), and
+    written in the layout of a sweep (``config.json`` is ``cfg`` with ``"weights": "initial"``;
+    per depth the weights and ``{"depth", "seeds", "weights"}``), so that
+    :func:`resnet_limits.analysis.analyze_run` measures the statistics of the initialisation
+    as those of trained weights. Resumable like :func:`run_sweep_report`; nothing is trained.
+    """
+    tcfg, width, n = train_config(cfg), int(cfg["width"]), int(cfg["seeds"])
+
+    def draw(L: int):
+        keys = seed_keys(int(cfg["seed"]), L, n)
+        p = jax.jit(jax.vmap(lambda k: initial_params(k, L, width, tcfg)))(keys)
+        arrays = {"A": np.asarray(p.A), "b": np.asarray(p.b)}
+        if p.delta is not None:
+            arrays["delta"] = np.asarray(p.delta)
+        return arrays, {"depth": int(L), "seeds": n, "weights": INITIAL_WEIGHTS}
+
+    return run_depths(Path(out_dir), dict(cfg, weights=INITIAL_WEIGHTS), cfg["depths"], draw,
+                      free_keys=_GRID_KEYS, progress=progress, log=log)
 
 
 def run_sweep(cfg: dict[str, Any], out_dir, *, progress: bool = True) -> list[int]:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from resnet_limits.data import Dataset
 from resnet_limits.errors import UsageError

@@ -14,8 +14,10 @@ from resnet_limits.training.conv import (
 )
 from resnet_limits.training.fc import (
     OPTIMIZERS,
+    PARAMETRIZATIONS,
     TrainConfig,
     TrainResult,
+    initial_params,
     make_optimizer,
     seed_keys,
     train_seeds,
@@ -27,4 +29,4 @@ __all__ = [
     "evaluate_conv",
     "make_conv_optimizer",
     "train_conv",
-    "OPTIMIZERS", "TrainConfig", "TrainResult", "make_optimizer", "seed_keys", "train_seeds"]
+    "OPTIMIZERS", "PARAMETRIZATIONS", "TrainConfig", "initial_params", "TrainResult", "make_optimizer", "seed_keys", "train_seeds"]

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from resnet_limits.conv import blocks_per_stage, conv_resnet, init_conv_params
 from resnet_limits.data import CIFAR10_MEAN, CIFAR10_STD, LabelledImages

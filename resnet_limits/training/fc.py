@@ -9,13 +9,17 @@ loss marks the seed diverged; its last finite weights are kept.
 With several devices the seed axis is sharded across them (``jax.sharding``); results are
 the same as on one device because every seed's randomness comes from its own key.
 
+Depth parametrisations (issue 12, :class:`TrainConfig`): delta learned (SP) or fixed to L^{-a}
+and never updated, with the learning rate scaled with depth from a reference depth.
+
 Two engines compute the same numbers (to float32 round-off):
 
 - ``bucket`` (the default): the weights are stacked in a capacity C >= L (:func:`depth_capacity`:
   64, 256, 1024, then powers of two) and the layer loop runs exactly L layers with a dynamic trip
   count (:func:`~resnet_limits.models.forward_to_depth`, backward pass by AA eq. 5.3). The depth,
   the data, the learning rates, epsilon and T_max are arguments of programs cached per graph
-  (activation, delta mode, optimiser, batch size), so a whole depth grid compiles one program
+  (activation, delta mode, optimiser, batch size, trained or fixed delta, smooth initialisation
+  or not), so a whole depth grid compiles one program
   per capacity, and several learning rates train in one vmapped program (``lrs``).
 - ``static``: one program per depth with the depth and data baked in (the original trainer),
   kept as the reference the tests and ``benchmarks/train_throughput.py`` compare against.
@@ -33,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from resnet_limits.data import Dataset
 from resnet_limits.errors import UsageError
@@ -46,6 +50,7 @@ from resnet_limits.models import (
     get_activation,
     init_params,
     init_scales,
+    layer_weights,
     mse,
     pad_params,
 )
@@ -53,9 +58,11 @@ from resnet_limits.models import (
 __all__ = [
     "ENGINES",
     "OPTIMIZERS",
+    "PARAMETRIZATIONS",
     "TrainConfig",
     "TrainResult",
     "depth_capacity",
+    "initial_params",
     "make_optimizer",
     "seed_keys",
     "train_seeds",
@@ -63,11 +70,39 @@ __all__ = [
 
 OPTIMIZERS = ("adam", "sgd")
 ENGINES = ("bucket", "static")
+#: How delta is set: trained (SP, the default) or fixed by hand to L^{-a} (issue 12).
+PARAMETRIZATIONS = ("learned-delta", "fixed")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of one training run (SPEC §6 table)."""
+    """Hyper-parameters of one training run (SPEC §6 table), and the depth parametrisation (issue 12).
+
+    ``parametrization``: ``"learned-delta"`` (SP: delta is a trained weight, initialised by
+    :func:`~resnet_limits.models.init_params`) or ``"fixed"``: delta_k = L^{-a} in every layer with
+    a = ``branch_exponent`` (a = 1/2: Depth-muP, Yang et al. 2023, Bordelon et al. 2023; a = 1: the
+    neural-ODE / CompleteP scaling, Dey et al. 2025), never trained (its gradient is sent to zero
+    by the optimiser, :func:`make_optimizer`).
+
+    Learning rate against depth. With ``ref_depth`` L0 given, a run of depth L trains with
+    eta(L) = ``lr`` (L / L0)^e (:meth:`lr_at`), e = ``lr_depth_exponent`` when given, else the
+    rule of the parametrisation (:meth:`depth_exponent`), derived from the requirement that each
+    layer's update moves the output by O(1/L), so that the L layers together move it by O(1):
+
+    - a weight update dA_k moves h_L by about delta_k J_{k+1} diag(sigma') dA_k h_k, i.e. by
+      O(L^{-a} |dA_k|);
+    - Adam normalises the gradient: every entry moves by about eta whatever the gradient's
+      size, so |dA_k| = O(eta) and the output moves by O(eta L^{-a}); O(1/L) needs
+      eta(L) ~ L^{a-1};
+    - SGD moves by eta times the gradient, and dloss/dA_k itself carries the factor delta_k =
+      L^{-a} (the same Jacobian, AA eq. 5.3): |dA_k| = O(eta L^{-a}), the output moves by
+      O(eta L^{-2a}), and O(1/L) needs eta(L) ~ L^{2a-1}.
+
+    So a = 1/2: Adam eta ~ L^{-1/2}, SGD constant (Depth-muP); a = 1: Adam constant, SGD eta ~ L
+    (CompleteP). ``learned-delta`` has no rule (e = 0 unless ``lr_depth_exponent`` is given).
+    Without ``ref_depth`` the learning rate is ``lr`` at every depth. :class:`TrainResult.lr`
+    holds the rates used (a sweep records them per depth).
+    """
 
     activation: str = "tanh"
     delta_mode: str = "shared"
@@ -79,6 +114,40 @@ class TrainConfig:
     epsilon: float = 0.01
     init: str = "xavier-depth"
     init_scale: float = 0.01
+    parametrization: str = "learned-delta"
+    branch_exponent: Optional[float] = None
+    ref_depth: Optional[float] = None
+    lr_depth_exponent: Optional[float] = None
+
+    @property
+    def fixed_delta(self) -> bool:
+        """delta is fixed to L^{-a} and not trained."""
+        return self.parametrization == "fixed"
+
+    @property
+    def delta_exponent(self) -> Optional[float]:
+        """a of delta_k = L^{-a} under the fixed parametrisation, else None (delta is learned)."""
+        return float(self.branch_exponent) if self.fixed_delta else None
+
+    def depth_exponent(self) -> float:
+        """e of eta(L) = lr (L / L0)^e: ``lr_depth_exponent``, else a - 1 (Adam) / 2a - 1 (SGD)
+        under the fixed parametrisation, else 0 (class docstring)."""
+        if self.lr_depth_exponent is not None:
+            return float(self.lr_depth_exponent)
+        if not self.fixed_delta:
+            return 0.0
+        a = float(self.branch_exponent)
+        return a - 1.0 if self.optimizer == "adam" else 2.0 * a - 1.0
+
+    def lr_factor(self, depth: int) -> float:
+        """(L / L0)^e, or 1 without ``ref_depth``."""
+        if self.ref_depth is None:
+            return 1.0
+        return (depth / float(self.ref_depth)) ** self.depth_exponent()
+
+    def lr_at(self, depth: int) -> float:
+        """The learning rate a run of depth ``depth`` trains with: lr (L / L0)^e."""
+        return self.lr * self.lr_factor(depth)
 
     def validate(self, n_train: Optional[int] = None) -> None:
         """Raise :class:`UsageError` with one clear line for any bad value."""
@@ -104,6 +173,32 @@ class TrainConfig:
             raise UsageError(f"max updates must be >= 1, got {self.max_updates}")
         if not self.epsilon >= 0:
             raise UsageError(f"epsilon must be >= 0, got {self.epsilon}")
+        self._validate_parametrization()
+
+    def _validate_parametrization(self) -> None:
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise UsageError(f"unknown parametrization {self.parametrization!r}; "
+                             f"choose from {', '.join(PARAMETRIZATIONS)}")
+        a = self.branch_exponent
+        if self.fixed_delta:
+            if a is None:
+                raise UsageError("the fixed parametrization needs a branch exponent a (delta = L^-a)")
+            if not (math.isfinite(a) and a >= 0):
+                raise UsageError(f"branch exponent must be a finite number >= 0, got {a}")
+            if self.delta_mode == "none":
+                raise UsageError("the fixed parametrization sets delta = L^-a; delta mode 'none' has no delta")
+        elif a is not None:
+            raise UsageError("a branch exponent is a setting of the fixed parametrization only")
+        if self.ref_depth is not None and not (math.isfinite(self.ref_depth) and self.ref_depth >= 1):
+            raise UsageError(f"reference depth must be >= 1, got {self.ref_depth}")
+        e = self.lr_depth_exponent
+        if e is not None and not math.isfinite(e):
+            raise UsageError(f"learning-rate depth exponent must be finite, got {e}")
+        if e is not None and self.ref_depth is None:
+            raise UsageError("a learning-rate depth exponent needs a reference depth L0 (eta (L/L0)^e)")
+        if self.ref_depth is not None and e is None and not self.fixed_delta:
+            raise UsageError("learned-delta has no learning-rate depth rule: give a learning-rate depth "
+                             "exponent with the reference depth")
 
 
 class TrainResult(NamedTuple):
@@ -116,6 +211,7 @@ class TrainResult(NamedTuple):
     diverged: np.ndarray  # (S,) a non-finite loss was met
     train_loss: np.ndarray  # (S,) final loss on the whole training set
     test_loss: np.ndarray  # (S,) final loss on the test set
+    lr: np.ndarray  # (S,) the learning rate each run trained with (TrainConfig.lr_at, or lrs scaled alike)
 
 
 class _State(NamedTuple):
@@ -127,16 +223,23 @@ class _State(NamedTuple):
     updates: jax.Array  # int32
 
 
-def make_optimizer(name: str, lr) -> optax.GradientTransformation:
+def make_optimizer(name: str, lr, *, fixed_delta: bool = False) -> optax.GradientTransformation:
     """Constant-step optax optimiser: ``adam`` (the authors' code default) or ``sgd`` (SP §3.1).
 
-    ``lr`` may be a traced scalar (one learning rate per vmapped run).
+    ``lr`` may be a traced scalar (one learning rate per vmapped run). ``fixed_delta``: the
+    ``delta`` leaf of :class:`~resnet_limits.models.ResNetParams` gets no update
+    (``optax.multi_transform`` with ``optax.set_to_zero``; the fixed parametrisation).
     """
     if name == "adam":
-        return optax.adam(lr)
-    if name == "sgd":
-        return optax.sgd(lr)
-    raise UsageError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+        opt = optax.adam(lr)
+    elif name == "sgd":
+        opt = optax.sgd(lr)
+    else:
+        raise UsageError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    if not fixed_delta:
+        return opt
+    labels = lambda p: ResNetParams("train", "train", None if p.delta is None else "fixed")  # noqa: E731
+    return optax.multi_transform({"train": opt, "fixed": optax.set_to_zero()}, labels)
 
 
 def seed_keys(base_seed: int, depth: int, n_seeds: int) -> jax.Array:
@@ -149,12 +252,17 @@ def _loss(params: ResNetParams, x, y, cfg: TrainConfig):
     return mse(forward(params, x, activation=cfg.activation, delta_mode=cfg.delta_mode), y)
 
 
-def _init_state(key, depth: int, width: int, cfg: TrainConfig, opt) -> _State:
-    params = init_params(
+def initial_params(key: jax.Array, depth: int, width: int, cfg: TrainConfig) -> ResNetParams:
+    """The weights the run of ``key`` starts from (both engines): ``init_params(fold_in(key, 0), ...)``
+    with the initialisation, delta mode and (fixed parametrisation) delta = L^{-a} of ``cfg``."""
+    return init_params(
         jax.random.fold_in(key, 0), depth, width, init=cfg.init,
-        delta_mode=cfg.delta_mode, scale=cfg.init_scale,
+        delta_mode=cfg.delta_mode, scale=cfg.init_scale, branch_exponent=cfg.delta_exponent,
     )
-    return _fresh_state(params, opt)
+
+
+def _init_state(key, depth: int, width: int, cfg: TrainConfig, opt) -> _State:
+    return _fresh_state(initial_params(key, depth, width, cfg), opt)
 
 
 def _fresh_state(params: ResNetParams, opt: optax.GradientTransformation) -> _State:
@@ -234,7 +342,7 @@ class _Engine(NamedTuple):
 
 def _static_engine(depth: int, data: Dataset, cfg: TrainConfig) -> _Engine:
     """The original trainer: depth, data and learning rate are constants; one compile per call."""
-    opt = make_optimizer(cfg.optimizer, cfg.lr)
+    opt = make_optimizer(cfg.optimizer, cfg.lr_at(depth), fixed_delta=cfg.fixed_delta)
     width = data.x_train.shape[1]
     init = jax.jit(jax.vmap(lambda k: _init_state(k, depth, width, cfg, opt)))
     epoch_fn = jax.jit(
@@ -267,6 +375,8 @@ class _Graph(NamedTuple):
     delta_mode: str
     optimizer: str
     batch_size: int
+    fixed_delta: bool = False  # delta not trained (its optimiser state differs)
+    smooth_init: bool = False  # weights drawn as Fourier coefficients (init "smooth")
 
 
 class _Programs(NamedTuple):
@@ -285,21 +395,28 @@ _LIGHT = {"xla_backend_optimization_level": 1}
 def _init_padded(key, depth, s_A, s_b, delta0, *, capacity: int, width: int, graph: _Graph) -> _State:
     """The weights ``init_params(fold_in(key, 0), L, d)`` draws, stacked in ``capacity``, zero after L.
 
-    ``s_A``, ``s_b`` (:func:`~resnet_limits.models.init_scales`) and ``delta0`` = 1/L come from
-    the host so they round as in ``init_params``. With partitionable threefry (JAX's default,
-    checked by the caller) ``normal(k, (C, ...))[:L]`` equals ``normal(k, (L, ...))``.
+    ``s_A``, ``s_b`` (:func:`~resnet_limits.models.init_scales`) and ``delta0`` (1/L, or L^{-a}
+    when delta is fixed) come from the host so they round as in ``init_params``. With partitionable
+    threefry (JAX's default, checked by the caller) ``normal(k, (C, ...))[:L]`` equals
+    ``normal(k, (L, ...))``; the ``smooth`` initialisation draws its Fourier coefficients as
+    ``init_params`` does and evaluates them at t_k = k/L for k < C.
     """
     C, d = capacity, width
     kA, kb, kd = jax.random.split(jax.random.fold_in(key, 0), 3)
     live = jnp.arange(C) < depth
-    A = jnp.where(live[:, None, None], s_A * jax.random.normal(kA, (C, d, d)), 0.0)
-    b = jnp.where(live[:, None], s_b * jax.random.normal(kb, (C, d)), 0.0)
+    tk = jnp.arange(C, dtype=jnp.float32) / depth.astype(jnp.float32)
+    A_all, b_all = layer_weights(kA, kb, tk, d, s_A, s_b, smooth=graph.smooth_init)
+    A = jnp.where(live[:, None, None], A_all, 0.0)
+    b = jnp.where(live[:, None], b_all, 0.0)
     delta = None
     if graph.delta_mode == "shared":
         delta = delta0
+    elif graph.delta_mode == "per-layer" and graph.fixed_delta:
+        delta = jnp.where(live, delta0, 0.0)
     elif graph.delta_mode == "per-layer":
         delta = jnp.where(live, jax.random.normal(kd, (C,)) / depth.astype(jnp.float32), 0.0)
-    return _fresh_state(ResNetParams(A, b, delta), make_optimizer(graph.optimizer, 1.0))  # lr-free state
+    opt = make_optimizer(graph.optimizer, 1.0, fixed_delta=graph.fixed_delta)
+    return _fresh_state(ResNetParams(A, b, delta), opt)  # lr-free state
 
 
 @functools.lru_cache(maxsize=None)
@@ -315,7 +432,7 @@ def _bucket_programs(graph: _Graph) -> _Programs:
         return mse(pred, y)
 
     def epoch(state, batches, x, y, depth, lr, max_updates, epsilon):
-        opt = make_optimizer(graph.optimizer, lr)
+        opt = make_optimizer(graph.optimizer, lr, fixed_delta=graph.fixed_delta)
         loss_fn = lambda p, xb, yb: loss(p, xb, yb, depth)  # noqa: E731
         return _epoch_steps(state, batches, x, y, loss_fn, opt, max_updates, epsilon)
 
@@ -340,7 +457,8 @@ def _bucket_programs(graph: _Graph) -> _Programs:
 
 def _bucket_engine(depth: int, data: Dataset, cfg: TrainConfig, lrs: jax.Array, sharding) -> _Engine:
     """Programs shared by every depth up to :func:`depth_capacity` (and every lr, eps, T_max)."""
-    progs = _bucket_programs(_Graph(cfg.activation, cfg.delta_mode, cfg.optimizer, cfg.batch_size))
+    progs = _bucket_programs(_Graph(cfg.activation, cfg.delta_mode, cfg.optimizer, cfg.batch_size,
+                                    cfg.fixed_delta, cfg.init == "smooth"))
     capacity, width = depth_capacity(depth), data.x_train.shape[1]
     arrays = (data.x_train, data.y_train, data.x_test, data.y_test)
     if sharding is not None:  # data replicated on every device, learning rates split like the seeds
@@ -350,15 +468,16 @@ def _bucket_engine(depth: int, data: Dataset, cfg: TrainConfig, lrs: jax.Array, 
     L = jnp.int32(depth)
     max_updates, epsilon = jnp.int32(cfg.max_updates), jnp.float32(cfg.epsilon)
     s_A, s_b = init_scales(depth, width, cfg.init, cfg.init_scale)
+    a = cfg.delta_exponent
+    delta0 = 1.0 / depth if a is None else float(depth) ** -a
 
     def init(keys):
         if jax.config.jax_threefry_partitionable:
-            return progs.init(keys, L, np.float32(s_A), np.float32(s_b), np.float32(1.0 / depth),
+            return progs.init(keys, L, np.float32(s_A), np.float32(s_b), np.float32(delta0),
                               capacity=capacity, width=width)
         def one(k):  # other threefry modes: draw at depth L (one small compile), then pad
-            p = init_params(jax.random.fold_in(k, 0), depth, width, init=cfg.init,
-                            delta_mode=cfg.delta_mode, scale=cfg.init_scale)
-            return _fresh_state(pad_params(p, capacity), make_optimizer(cfg.optimizer, 1.0))
+            opt = make_optimizer(cfg.optimizer, 1.0, fixed_delta=cfg.fixed_delta)
+            return _fresh_state(pad_params(initial_params(k, depth, width, cfg), capacity), opt)
         return jax.jit(jax.vmap(one))(keys)
 
     def trim(p: ResNetParams) -> ResNetParams:  # on the host: a device slice would compile per depth
@@ -374,16 +493,18 @@ def _bucket_engine(depth: int, data: Dataset, cfg: TrainConfig, lrs: jax.Array, 
     )
 
 
-def _learning_rates(lrs, n_seeds: int, default: float) -> np.ndarray:
-    """(S,) float32 learning rates: ``lrs`` checked, or ``default`` for every run."""
+def _learning_rates(lrs, n_seeds: int, cfg: TrainConfig, depth: int) -> np.ndarray:
+    """(S,) float32 learning rates at ``depth``: ``lrs`` checked and scaled by
+    :meth:`TrainConfig.lr_factor`, or :meth:`TrainConfig.lr_at` for every run."""
     if lrs is None:
-        return np.full((n_seeds,), default, np.float32)
+        return np.full((n_seeds,), cfg.lr_at(depth), np.float32)
     lrs = np.asarray(lrs, np.float64)
     if lrs.shape != (n_seeds,):
         raise UsageError(f"lrs must hold one learning rate per key ({n_seeds}), got shape {lrs.shape}")
     if not np.all(np.isfinite(lrs) & (lrs > 0)):
         raise UsageError(f"learning rates must be positive, got {lrs.tolist()}")
-    return lrs.astype(np.float32)
+    factor = cfg.lr_factor(depth)
+    return (lrs if factor == 1.0 else lrs * factor).astype(np.float32)
 
 
 def _start(keys: jax.Array, depth: int, data: Dataset, cfg: TrainConfig, lrs, engine: str) -> tuple[_Engine, jax.Array]:
@@ -399,7 +520,7 @@ def _start(keys: jax.Array, depth: int, data: Dataset, cfg: TrainConfig, lrs, en
         raise UsageError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if lrs is not None and engine == "static":
         raise UsageError("per-run learning rates (lrs) need the bucket engine")
-    lr = _learning_rates(lrs, keys.shape[0], cfg.lr)
+    lr = _learning_rates(lrs, keys.shape[0], cfg, depth)
     sharding = _seed_sharding(keys.shape[0])
     pad = (-keys.shape[0]) % jax.device_count() if sharding is not None else 0
     if pad:
@@ -426,13 +547,15 @@ def train_seeds(
 
     ``keys``: (S,) PRNG keys (see :func:`seed_keys`). ``lrs``: optional (S,) learning rates,
     one per key, overriding ``cfg.lr`` (e.g. 3 learning rates x 5 seeds as 15 runs of one
-    program: repeat the keys and the rates). The loop over epochs is in Python (progress
+    program: repeat the keys and the rates); they are scaled with depth as ``cfg.lr`` is
+    (:meth:`TrainConfig.lr_at`), and ``TrainResult.lr`` holds the rates used. The loop over epochs is in Python (progress
     bar, early exit once every run stopped); each epoch is one jitted call. ``engine``:
     ``"bucket"`` (programs shared across depths) or ``"static"`` (one program per depth, the
     reference; no ``lrs``); both give the same numbers to float32 round-off.
     """
     n_seeds = keys.shape[0]
     run, keys = _start(keys, depth, data, cfg, lrs, engine)
+    lr = _learning_rates(lrs, n_seeds, cfg, depth)  # checked by _start
     n_batches = data.x_train.shape[0] // cfg.batch_size
     total = min(cfg.max_updates, cfg.epochs * n_batches)
     state = run.init(keys)
@@ -458,4 +581,5 @@ def train_seeds(
         diverged=take(state.diverged),
         train_loss=take(train_loss),
         test_loss=take(test_loss),
+        lr=lr,
     )

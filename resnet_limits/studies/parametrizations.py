@@ -1,0 +1,377 @@
+"""Depth parametrisations beyond the papers (issue 12): the regime of the weights at initialisation
+and after training, the network-vs-limit error against depth, and learning-rate transfer.
+
+The cases (:data:`CASES`), all on the synthetic task of the ``tanh-synthetic`` preset (SP §3.1,
+tanh, d = 10, Adam, 160 updates):
+
+- ``learned-delta``: the papers' baseline, a shared delta trained from 1/L, ``xavier-depth`` weights;
+- ``fixed`` delta = L^{-a}, never trained, a in {1/2 (Depth-muP), 1 (neural ODE / CompleteP)} x
+  initialisation in {``iid`` (N(0, 1/d) entries), ``smooth`` (a random smooth function of k/L)},
+  with the learning rate of the depth-transfer rule eta(L) = eta (L/L0)^{a-1} (Adam) from
+  L0 = :data:`REF_DEPTH` (:class:`~resnet_limits.training.TrainConfig`).
+
+For each case:
+
+1. a depth sweep of 5 seeds (``sweeps.run_sweep``, resumable) in ``out/sweeps/<case>``, and the
+   same networks before training (``sweeps.fc.run_initial_weights``: every seed's initial weights
+   drawn again from its key) in ``out/init/<case>``;
+2. the scaling analysis of both folders (:func:`resnet_limits.analysis.analyze_run`: alpha, beta,
+   nu, noise/trend, quadratic variation, verdict, SP §2.3): the regime at initialisation and after
+   training;
+3. the network-vs-limit error on the trained weights against depth (the ODE where the trained
+   verdict is Hypothesis 1, the Ito SDE where it is Hypothesis 2, both on the weights' own path:
+   :func:`resnet_limits.limits.regime_limit.limit_on_weights`): E over seeds and test inputs of
+   sup_k |h_k - H_{k/L}|, with its log-log slope; no limit is solved for "neither";
+4. learning-rate transfer: the final training loss against the base learning rate eta (the rate
+   at L0; the depth rule scales it) on a log grid at several depths, with every eta x seed of a
+   depth one vmapped program (``sweeps.run_lr_grid``, i.e. ``train_seeds(..., lrs=...)``), no early
+   stop (epsilon = 0: every run has the same 160 updates), and the measured optimal eta per depth.
+
+Writes ``out/parametrizations.json`` (the returned dict), ``out/parametrizations.md`` (the tables)
+and the figures ``out/limit_errors.png`` and ``out/lr_transfer_<case>.png``.
+
+``quick`` (under 10 minutes on 2 CPU cores: 3 min 7 s and 3 min 57 s measured, cold, while other
+jobs shared the cores):
+8 depths 4..400 (:data:`QUICK_DEPTHS`) instead of the 19 depths 4..2048 of :data:`FULL_DEPTHS`;
+the limit on 2 seeds x 4 test inputs instead of 5 x 8; learning-rate transfer at 4 depths 8..400
+with 8 rates (:data:`QUICK_LRS`) and 2 seeds instead of 5 depths 8..2048, 10 rates
+(:data:`FULL_LRS`) and 3 seeds; no per-folder analysis figures. The 5 seeds and the 160 updates
+of the sweeps are never reduced.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+from tqdm import tqdm
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from resnet_limits import sweeps  # noqa: E402
+from resnet_limits.limits import sup_sq_error  # noqa: E402
+from resnet_limits.limits.regime_limit import HYPOTHESIS_LIMITS, limit_on_weights  # noqa: E402
+from resnet_limits.models import ResNetParams  # noqa: E402
+from resnet_limits.scaling import loglog_fit  # noqa: E402
+from resnet_limits.studies import figures  # noqa: E402
+from resnet_limits.studies._io import output_folder, write_json  # noqa: E402
+from resnet_limits.sweeps.fc import run_initial_weights  # noqa: E402
+
+__all__ = ["CASES", "FULL_DEPTHS", "QUICK_DEPTHS", "REF_DEPTH", "Case", "case_config", "format_parametrizations",
+           "parametrizations_markdown", "run"]
+
+PRESET = "tanh-synthetic"
+#: Reference depth L0 of the learning-rate rule of the fixed parametrisations.
+REF_DEPTH = 16
+SEEDS = 5
+QUICK_DEPTHS = (4, 8, 16, 32, 64, 128, 256, 400)
+FULL_DEPTHS = (4, 6, 8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 256, 362, 512, 724, 1024, 1448, 2048)
+
+
+class Mode(NamedTuple):
+    """The sizes of one version of the study (module docstring)."""
+
+    depths: tuple[int, ...]
+    limit_seeds: int
+    limit_inputs: int
+    lr_depths: tuple[int, ...]
+    lrs: tuple[float, ...]
+    lr_seeds: int
+    seeds: int = SEEDS
+    max_updates: Optional[int] = None  # None: the preset's 160 (tests shrink it)
+
+
+#: Base learning rates: half decades (rounded), 10^-3.5..1 (quick) and 10^-4..10^0.5.
+QUICK_LRS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+FULL_LRS = (0.0001,) + QUICK_LRS + (3.0,)
+MODES = {
+    True: Mode(QUICK_DEPTHS, 2, 4, (8, 32, 128, 400), QUICK_LRS, 2),
+    False: Mode(FULL_DEPTHS, SEEDS, 8, (8, 32, 128, 512, 2048), FULL_LRS, 3),
+}
+
+
+class Case(NamedTuple):
+    """One parametrisation x initialisation."""
+
+    name: str  # folder name
+    label: str
+    branch_exponent: Optional[float]  # None: learned delta
+    init: Optional[str]  # None: the preset's
+
+    def overrides(self) -> dict[str, Any]:
+        """Settings of :func:`resnet_limits.sweeps.make_config` beyond the preset."""
+        if self.branch_exponent is None:
+            return {}
+        return dict(parametrization="fixed", branch_exponent=self.branch_exponent, init=self.init,
+                    ref_depth=REF_DEPTH)
+
+
+CASES = (
+    Case("learned-delta", "learned δ (SP)", None, None),
+    Case("fixed-a0.5-iid", "δ = L^-1/2, iid", 0.5, "iid"),
+    Case("fixed-a0.5-smooth", "δ = L^-1/2, smooth", 0.5, "smooth"),
+    Case("fixed-a1-iid", "δ = L^-1, iid", 1.0, "iid"),
+    Case("fixed-a1-smooth", "δ = L^-1, smooth", 1.0, "smooth"),
+)
+
+
+def case_config(case: Case, depths: Sequence[int], *, seeds: int = SEEDS, max_updates: Optional[int] = None,
+                **settings) -> dict[str, Any]:
+    """The sweep configuration of one case (the ``tanh-synthetic`` preset with the case's settings)."""
+    return sweeps.make_config(PRESET, depths=list(depths), seeds=seeds, max_updates=max_updates,
+                              **case.overrides(), **settings)
+
+
+def _num(v) -> Optional[float]:
+    """A finite float, or None."""
+    return float(v) if v is not None and math.isfinite(float(v)) else None
+
+
+# ------------------------------------------------------------------ regimes ----------
+
+def _regime(res: dict) -> dict[str, Any]:
+    """The regime of one analysed folder (``analyze_run``'s dict): exponents, step-4/5 numbers, verdicts."""
+    steps = res["hypothesis_tests"]["A"]["steps"]
+    return {
+        "verdict": res["verdicts"]["A"], "verdict_b": res["verdicts"]["b"],
+        "reason": res["hypothesis_tests"]["A"]["reason"],
+        "alpha": res["alpha"], "beta": res["beta"], "beta_sd": res["beta_sd"], "beta_b": res["beta_b"],
+        "nu": res["nu"], "nu_b": res["nu_b"],
+        "noise_to_trend": steps["4_trend_noise"]["noise_to_trend"],
+        "quadratic_variation": steps["5_quadratic_variation"]["qv_largest_depth"],
+        "finite_quadratic_variation": res["hypothesis_tests"]["A"]["finite_quadratic_variation"],
+    }
+
+
+def _hypothesis(verdict: str) -> Optional[int]:
+    return {"Hypothesis 1": 1, "Hypothesis 2": 2}.get(verdict)
+
+
+# ------------------------------------------------------------------ limits -----------
+
+def _sup_errors(run_dir: Path, L: int, xs: jax.Array, cfg: dict, hypothesis: int, n_seeds: int) -> np.ndarray:
+    """sup_k |h_k - H_{k/L}| of the first ``n_seeds`` non-diverged networks of depth ``L``, mean
+    over the inputs: (seeds,)."""
+    params, metrics = sweeps.load_depth(run_dir, L)
+    ok = [s for s, d in enumerate(metrics.get("diverged", [False] * params.A.shape[0])) if not d][:n_seeds]
+    if not ok:
+        return np.zeros((0,))
+    f64 = lambda a: None if a is None else jnp.asarray(np.asarray(a)[ok], jnp.float64)  # noqa: E731
+    p = ResNetParams(f64(params.A), f64(params.b), f64(params.delta))
+    act, dm = cfg["activation"], cfg["delta_mode"]
+
+    def one(q: ResNetParams) -> jax.Array:
+        h, H = limit_on_weights(q, xs, act, dm, hypothesis)
+        return jnp.sqrt(jax.vmap(sup_sq_error)(h, H)).mean()
+
+    return np.asarray(jax.jit(jax.vmap(one))(p))
+
+
+def limit_errors(run_dir, cfg: dict, hypothesis: int, *, n_seeds: int, n_inputs: int) -> dict[str, Any]:
+    """The network-vs-limit error of a sweep folder's trained networks against depth under
+    ``hypothesis`` (1: ODE, 2: Ito SDE; module docstring), on the first ``n_inputs`` test inputs,
+    with its log-log slope."""
+    run_dir = Path(run_dir)
+    depths = sweeps.finished_depths(run_dir)
+    per_seed = []
+    x_test = np.asarray(sweeps.dataset_for(cfg).x_test)[:n_inputs]  # float32, as trained on (not under x64)
+    with jax.enable_x64(True):
+        xs = jnp.asarray(x_test, jnp.float64)
+        for L in depths:
+            per_seed.append(_sup_errors(run_dir, L, xs, cfg, hypothesis, n_seeds))
+    mean = [float(np.mean(e)) if e.size else float("nan") for e in per_seed]
+    fit = loglog_fit(depths, mean)
+    return {"hypothesis": hypothesis, "limit": HYPOTHESIS_LIMITS[hypothesis], "depths": depths,
+            "error_mean": [_num(v) for v in mean], "error_per_seed": [[float(v) for v in e] for e in per_seed],
+            "slope": _num(fit.slope), "slope_stderr": _num(fit.stderr), "intercept": _num(fit.intercept),
+            "n_inputs": int(n_inputs)}
+
+
+# ------------------------------------------------------------------ learning rates ---
+
+def _final_losses(run_dir: Path, depths: Sequence[int]) -> tuple[list[float], list[Optional[float]]]:
+    """Mean final training loss over seeds per depth (inf if a seed diverged) and the rate used."""
+    losses, used = [], []
+    for L in depths:
+        _, m = sweeps.load_depth(run_dir, L)
+        tl = [math.inf if v is None else float(v) for v in m["train_loss"]]
+        losses.append(float(np.mean(tl)) if all(math.isfinite(v) for v in tl) else math.inf)
+        used.append(_num(m["lr"][0]) if m.get("lr") else None)
+    return losses, used
+
+
+def lr_transfer(case: Case, out: Path, mode: Mode, *, progress: bool = True) -> dict[str, Any]:
+    """Final training loss against the base learning rate at ``mode.lr_depths`` (module docstring, 4.)."""
+    cfgs = [case_config(case, mode.lr_depths, seeds=mode.lr_seeds, max_updates=mode.max_updates, lr=lr, epsilon=0.0)
+            for lr in mode.lrs]
+    dirs = [out / f"lr{lr:g}" for lr in mode.lrs]
+    sweeps.run_lr_grid(cfgs, dirs, progress=progress)
+    cols = [_final_losses(d, mode.lr_depths) for d in dirs]
+    loss = np.array([c[0] for c in cols]).T  # (depths, lrs)
+    best = [int(np.argmin(row)) if np.isfinite(row).any() else None for row in loss]
+    opt = [None if i is None else mode.lrs[i] for i in best]
+    fit = loglog_fit([L for L, o in zip(mode.lr_depths, opt) if o], [o for o in opt if o])
+    tcfg = sweeps.train_config(cfgs[0])
+    return {
+        "depths": list(mode.lr_depths), "lrs": list(mode.lrs), "seeds": mode.lr_seeds,
+        "updates": int(cfgs[0]["max_updates"]),
+        "lr_rule": _lr_rule(tcfg), "final_train_loss": [[_num(v) for v in row] for row in loss],
+        "lr_used": [[c[1][i] for c in cols] for i in range(len(mode.lr_depths))],
+        "optimal_lr": opt,
+        "optimal_lr_used": [None if i is None else cols[i][1][j] for j, i in enumerate(best)],
+        "optimal_lr_at_grid_edge": [i is not None and i in (0, len(mode.lrs) - 1) for i in best],
+        "optimal_lr_slope": _num(fit.slope),
+        "optimum_moves": len({o for o in opt if o is not None}) > 1,
+        "dirs": [str(d) for d in dirs],
+    }
+
+
+def _lr_rule(tcfg) -> str:
+    e = tcfg.depth_exponent()
+    return "η at every depth" if tcfg.ref_depth is None or e == 0 else f"η (L/{tcfg.ref_depth:g})^{e:+g}"
+
+
+# ------------------------------------------------------------------ the study --------
+
+def _run_case(case: Case, out: Path, mode: Mode, quick: bool, progress: bool) -> dict[str, Any]:
+    """Sweep, initial weights, both analyses and the limit errors of one case."""
+    from resnet_limits.analysis import analyze_run
+
+    cfg = case_config(case, mode.depths, seeds=mode.seeds, max_updates=mode.max_updates)
+    trained_dir, init_dir = out / "sweeps" / case.name, out / "init" / case.name
+    sweeps.run_sweep(cfg, trained_dir, progress=progress)
+    run_initial_weights(cfg, init_dir, progress=False)
+    trained = _regime(analyze_run(trained_dir, progress=False, figures=not quick))
+    at_init = _regime(analyze_run(init_dir, progress=False, figures=not quick))
+    hyp = _hypothesis(trained["verdict"])
+    limit = (limit_errors(trained_dir, cfg, hyp, n_seeds=mode.limit_seeds, n_inputs=mode.limit_inputs)
+             if hyp is not None else {"hypothesis": None, "limit": f"none: the verdict is {trained['verdict']}"})
+    tcfg = sweeps.train_config(cfg)
+    return {
+        "name": case.name, "label": case.label, "parametrization": tcfg.parametrization,
+        "branch_exponent": case.branch_exponent, "init": tcfg.init, "lr": tcfg.lr, "lr_rule": _lr_rule(tcfg),
+        "sweep_dir": str(trained_dir), "init_dir": str(init_dir),
+        "regime_at_init": at_init, "regime_trained": trained, "limit": limit,
+        "lr_transfer": lr_transfer(case, out / "lr_transfer" / case.name, mode, progress=progress),
+    }
+
+
+def run(out, *, quick: bool = False, progress: bool = True) -> dict:
+    """Run (or resume) the study of the module docstring under ``out``; returns the dict written
+    to ``out/parametrizations.json``."""
+    out = output_folder(out)
+    mode = MODES[bool(quick)]
+    t0 = time.perf_counter()
+    cases = []
+    for case in tqdm(CASES, desc="parametrizations", unit="case", disable=not progress):
+        cases.append(_run_case(case, out, mode, bool(quick), progress))
+    result: dict[str, Any] = {
+        "study": "depth parametrisations (issue 12)", "preset": PRESET, "quick": bool(quick),
+        "seeds": mode.seeds, "depths": list(mode.depths), "ref_depth": REF_DEPTH, "cases": cases,
+    }
+    result["figures"] = [_limit_figure(result, out / "limit_errors.png")] + [
+        _lr_figure(c, out / f"lr_transfer_{c['name']}.png") for c in cases]
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    write_json(out / "parametrizations.json", result)
+    (out / "parametrizations.md").write_text(parametrizations_markdown(result) + "\n")
+    return result
+
+
+# ------------------------------------------------------------------ figures ----------
+
+def _limit_figure(result: dict, path: Path) -> str:
+    """Network-vs-limit error against depth, one line per case with a limit."""
+    lines = []
+    for i, c in enumerate(result["cases"]):
+        lim = c["limit"]
+        if lim.get("hypothesis") is None:
+            continue
+        kind = "ODE" if lim["hypothesis"] == 1 else "SDE"
+        depths = [L for L, e in zip(lim["depths"], lim["error_mean"]) if e]
+        vals = [e for e in lim["error_mean"] if e]
+        lines.append((f"{c['label']} ({kind})", depths, vals, lim["slope"] or float("nan"), "o-", f"C{i}"))
+    return figures.depth_lines(path, "trained network vs its limit on its own weights",
+                               r"$E\,\sup_k \|h_k - H_{k/L}\|$", lines)
+
+
+def _lr_figure(case: dict, path: Path) -> str:
+    """Final training loss against the base learning rate, one line per depth (depth transfer)."""
+    t = case["lr_transfer"]
+    fig, ax = plt.subplots(figsize=(6.0, 4.4))
+    for j, L in enumerate(t["depths"]):
+        loss = np.array([np.nan if v is None else v for v in t["final_train_loss"][j]])
+        ax.plot(t["lrs"], loss, "o-", ms=3.5, color=plt.cm.viridis(j / max(1, len(t["depths"]) - 1)),
+                label=f"L = {L}" + (f", best η = {t['optimal_lr'][j]:g}" if t["optimal_lr"][j] else ""))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"base learning rate η (rule: {t['lr_rule']})")
+    ax.set_ylabel("final training loss (mean over seeds)")
+    ax.set_title(f"learning-rate transfer: {case['label']}", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
+
+
+# ------------------------------------------------------------------ tables -----------
+
+def _g(v, fmt: str = ".2f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _regime_cell(r: dict) -> str:
+    return (f"{r['verdict']} (α {_g(r['alpha'])}, β {_g(r['beta'])}, ν {_g(r['nu'])}, "
+            f"noise/trend {_g(r['noise_to_trend'], '.2g')}, QV {_g(r['quadratic_variation'], '.2g')})")
+
+
+def _limit_cell(lim: dict) -> str:
+    if lim.get("hypothesis") is None:
+        return f"- ({lim['limit']})"
+    kind = "ODE" if lim["hypothesis"] == 1 else "Itô SDE"
+    se = f" ± {lim['slope_stderr']:.2f}" if lim.get("slope_stderr") is not None else ""
+    return f"{kind}: {_g(lim['slope'])}{se}"
+
+
+def _edge(t: dict, j: int) -> str:
+    """"≤" / "≥" when depth j's optimum is the smallest / largest rate of the grid (not bracketed)."""
+    if not t["optimal_lr_at_grid_edge"][j]:
+        return ""
+    return "≤" if t["optimal_lr"][j] == t["lrs"][0] else "≥"
+
+
+def parametrizations_markdown(result: dict) -> str:
+    """The study's two tables in Markdown: regimes and limit slopes; optimal learning rate per depth."""
+    q = ", quick" if result.get("quick") else ""
+    lines = [f"# Depth parametrisations ({result['preset']}, {result['seeds']} seeds, depths "
+             f"{result['depths'][0]}..{result['depths'][-1]}{q})", "",
+             "| parametrisation × init | regime at init | regime after training | limit error slope |",
+             "|---|---|---|---|"]
+    for c in result["cases"]:
+        lines.append(f"| {c['label']} | {_regime_cell(c['regime_at_init'])} | {_regime_cell(c['regime_trained'])} "
+                     f"| {_limit_cell(c['limit'])} |")
+    t0 = result["cases"][0]["lr_transfer"]
+    lines += ["", f"Learning-rate transfer: the base η with the lowest final training loss (mean over "
+                  f"{t0['seeds']} seeds, {t0['updates']} updates, no early stop, η grid "
+                  f"{', '.join(format(v, 'g') for v in t0['lrs'])}; ≤/≥: at the grid's edge)", "",
+              "| parametrisation × init | η rule | " + " | ".join(f"L = {L}" for L in t0["depths"])
+              + " | slope of η* in L |", "|---|---|" + "---|" * (len(t0["depths"]) + 1)]
+    for c in result["cases"]:
+        t = c["lr_transfer"]
+        cells = [f"{_edge(t, j)}{_g(o, 'g')} ({_g(t['final_train_loss'][j][t['lrs'].index(o)], '.2g')})"
+                 if o else "-" for j, o in enumerate(t["optimal_lr"])]
+        lines.append(f"| {c['label']} | {t['lr_rule']} | " + " | ".join(cells) + f" | {_g(t['optimal_lr_slope'])} |")
+    return "\n".join(lines)
+
+
+def format_parametrizations(result: dict) -> str:
+    """The tables of :func:`parametrizations_markdown` (what ``reproduce parametrizations`` prints)."""
+    return parametrizations_markdown(result)
