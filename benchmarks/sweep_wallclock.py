@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from resnet_limits.cli import usable_cores
+from resnet_limits.cli import default_host_devices, usable_cores
 
 _CHILD = r'''
 import time
@@ -103,7 +103,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     env = dict(os.environ)
-    devices = args.devices or min(usable_cores(), 5)
+    devices = args.devices or default_host_devices(runs=5)  # the preset's 5 seeds
     if devices > 1:
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
     grids = [True] + ([False] if args.full else [])

@@ -67,6 +67,11 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_host_devices(runs: int) -> int:
+    """The CLI's default number of XLA host devices: one per usable core, at most ``runs``."""
+    return max(1, min(usable_cores(), runs))
+
+
 def use_host_devices(n: Optional[int] = None, *, runs: int = 8) -> int:
     """Split the CPU into ``n`` XLA host devices so that the seed axis is sharded over the cores.
 
@@ -79,7 +84,7 @@ def use_host_devices(n: Optional[int] = None, *, runs: int = 8) -> int:
     """
     if n is not None and n < 1:
         raise UsageError(f"devices must be >= 1, got {n}")
-    n = n if n is not None else max(1, min(usable_cores(), runs))
+    n = n if n is not None else default_host_devices(runs)
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" not in flags and n > 1:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()

@@ -118,8 +118,8 @@ from resnet_limits.limits.networks import (
     weight_paths,
 )
 from resnet_limits.limits.paths import ConstantPath, FunctionPath, PiecewiseLinearPath, moving_average, uniform_grid
-from resnet_limits.limits.regime_limit import HYPOTHESIS_LIMITS, limit_on_weights, own_ode_limit, own_sde_limit
 from resnet_limits.limits.qv import BrownianQ, QuadraticVariation, brownian_qv, estimate_qv
+from resnet_limits.limits.regime_limit import HYPOTHESIS_LIMITS, limit_on_weights, own_ode_limit, own_sde_limit
 from resnet_limits.limits.solvers import AffineControlTerm, solve_linear_ode, solve_neural_ode, solve_sde
 from resnet_limits.limits.strong import (
     REGIME2_ACTIVATIONS,
@@ -143,9 +143,6 @@ from resnet_limits.limits.strong import (
 
 __all__ = [
     "HYPOTHESIS_LIMITS",
-    "limit_on_weights",
-    "own_ode_limit",
-    "own_sde_limit",
     "REGIME2_ACTIVATIONS",
     "SDE_CASES",
     "SURROGATE",
@@ -169,11 +166,14 @@ __all__ = [
     "forward_variants",
     "linear_case_name",
     "linear_ode_expected_slope",
+    "limit_on_weights",
     "linear_ode_rate_terms",
     "map_paths",
     "moving_average",
     "network_and_limit",
     "ode_strong_errors",
+    "own_ode_limit",
+    "own_sde_limit",
     "random_smooth_trend",
     "random_unit_vector",
     "regime2_strong_errors",
