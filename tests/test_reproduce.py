@@ -185,6 +185,38 @@ ours = ["v"]
     assert rp.verdict([], {}) == "no paper numbers to compare with"
 
 
+def test_why_follows_the_verdict_and_the_report_table_by_mode(tmp_path):
+    e = _experiment(tmp_path, """
+[[compare]]
+quantity = "a"
+paper = 0.73
+source = "s"
+ours = ["a"]
+why = { quick = "the quick grid stops at L = 1,000", full = "the authors' code gives 0.61 too" }
+[[compare]]
+quantity = "b"
+paper = 0.3
+source = "s"
+ours = ["b"]
+why = "only the second"
+""")
+    rows = rp.compare(e, {"a": 0.5, "b": 0.3}, "quick")
+    text = rp.verdict(rows, {})
+    assert text.endswith(". Why we think so: the quick grid stops at L = 1,000")
+    assert "only the second" not in text, "a number within tolerance needs no explanation"
+    full = rp.verdict(rp.compare(e, {"a": 0.5, "b": 0.9}, "full"), {})
+    assert full.endswith("Why we think so: the authors' code gives 0.61 too only the second")
+    from resnet_limits.reproduce.report import _why_lines
+    lines = _why_lines(rp.compare(e, {"a": 0.5, "b": 0.3}, "full"), True)
+    assert lines[2] == "- a: the authors' code gives 0.61 too"
+    assert _why_lines(rows, False) == [], "a mode not compared explains nothing"
+    f = tmp_path / "bad.toml"
+    f.write_text("kind = 'sweep'\npreset = 'p'\n[[compare]]\nquantity = 'a'\npaper = 1\nsource = 's'\n"
+                 "ours = ['a']\nwhy = { slow = 'x' }\n")
+    with pytest.raises(UsageError, match="why is a text"):
+        rp.load_experiment(f)
+
+
 # ------------------------------------------------------------------ end to end --------
 
 @pytest.fixture(scope="module")

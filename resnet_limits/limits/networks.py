@@ -13,10 +13,10 @@ from resnet_limits.limits.paths import PiecewiseLinearPath, _as_path, moving_ave
 from resnet_limits.limits.qv import QuadraticVariation, estimate_qv
 from resnet_limits.models import ResNetParams, effective_delta
 
-__all__ = ["WeightPaths", "brownian_increments", "brownian_network", "coarsen_increments", "weight_paths"]
+__all__ = ["WeightPaths", "brownian_increments", "brownian_network", "coarsen_increments", "knot_values", "weight_paths"]
 
 
-def _knot_values(rate_k: jax.Array) -> jax.Array:
+def knot_values(rate_k: jax.Array) -> jax.Array:
     """Rates given at t_k for k < L (L values) -> values at k = 0..L (last repeated)."""
     return jnp.concatenate([rate_k, rate_k[-1:]], axis=0)
 
@@ -98,7 +98,7 @@ def weight_paths(
         w = jnp.where(delta != 0, 1.0 / jnp.where(delta != 0, delta, 1.0), 0.0)
     return WeightPaths(
         X_A, X_b, W_A, W_b,
-        PiecewiseLinearPath(_knot_values(rA)), PiecewiseLinearPath(_knot_values(rb)), w,
+        PiecewiseLinearPath(knot_values(rA)), PiecewiseLinearPath(knot_values(rb)), w,
     )
 
 

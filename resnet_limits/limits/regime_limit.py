@@ -28,10 +28,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from resnet_limits.limits.networks import _knot_values, weight_paths
+from resnet_limits.limits.networks import knot_values, weight_paths
 from resnet_limits.limits.paths import PiecewiseLinearPath, uniform_grid
 from resnet_limits.limits.qv import estimate_qv
-from resnet_limits.limits.solvers import _knots, _ode_solve, solve_sde
+from resnet_limits.limits.solvers import path_knots, solve_ode, solve_sde
 from resnet_limits.models import ResNetParams, effective_delta, forward, get_activation
 
 __all__ = ["HYPOTHESIS_LIMITS", "limit_on_weights", "own_ode_limit", "own_sde_limit"]
@@ -50,10 +50,10 @@ def own_ode_limit(params: ResNetParams, x: jax.Array, activation: str, delta_mod
     one network (no seed axis), saved at t_k = k/L: (L+1, d). Tsit5, steps clipped to the knots."""
     sigma = get_activation(activation).fn
     L = params.A.shape[0]
-    path = lambda w: PiecewiseLinearPath(_knot_values(jnp.asarray(w, x.dtype)))  # noqa: E731
+    path = lambda w: PiecewiseLinearPath(knot_values(jnp.asarray(w, x.dtype)))  # noqa: E731
     A, b, rate = path(params.A), path(params.b), path(L * effective_delta(params, delta_mode))
     vf = lambda t, y, args: rate.evaluate(t) * sigma(A.evaluate(t) @ y + b.evaluate(t))  # noqa: E731
-    return _ode_solve(vf, x, uniform_grid(L, x.dtype), _knots(A), rtol=rtol, atol=atol, max_steps=None)
+    return solve_ode(vf, x, uniform_grid(L, x.dtype), path_knots(A), rtol=rtol, atol=atol, max_steps=None)
 
 
 def own_sde_limit(params: ResNetParams, x: jax.Array, activation: str, delta_mode: str) -> jax.Array:

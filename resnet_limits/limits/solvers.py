@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from resnet_limits.limits.paths import PiecewiseLinearPath, _as_path, uniform_grid
 from resnet_limits.models import get_activation
 
-__all__ = ["AffineControlTerm", "solve_linear_ode", "solve_neural_ode", "solve_sde"]
+__all__ = ["AffineControlTerm", "path_knots", "solve_linear_ode", "solve_neural_ode", "solve_ode", "solve_sde"]
 
 
 class AffineControlTerm(diffrax.AbstractTerm):
@@ -53,7 +53,7 @@ def _affine(Abar, bbar, t, y):
     return out
 
 
-def _knots(*paths) -> Optional[jax.Array]:
+def path_knots(*paths) -> Optional[jax.Array]:
     """Union of the knots of the piecewise-linear coefficients (for step clipping)."""
     ns = sorted({p.n for p in paths if isinstance(p, PiecewiseLinearPath)})
     if not ns:
@@ -64,7 +64,11 @@ def _knots(*paths) -> Optional[jax.Array]:
     return jnp.unique(jnp.concatenate(grids))
 
 
-def _ode_solve(vf, x, ts, knots, *, rtol, atol, max_steps):
+def solve_ode(vf, x: jax.Array, ts: jax.Array, knots: Optional[jax.Array], *, rtol: float, atol: float,
+              max_steps: Optional[int]) -> jax.Array:
+    """dH/dt = vf(t, H, None) on [0, 1], H_0 = x, saved at ``ts``: Tsit5 with adaptive PID steps,
+    clipped to ``knots`` (:func:`path_knots`) when given; ``max_steps=None`` sizes the budget from
+    the knots. The one diffrax call behind every ODE limit (SP eq. 2, 14, 16)."""
     ts = jnp.asarray(ts, x.dtype)
     pid = diffrax.PIDController(rtol=rtol, atol=atol)
     controller = pid if knots is None else diffrax.ClipStepSizeController(pid, step_ts=knots)
@@ -95,7 +99,7 @@ def solve_linear_ode(
     """
     Abar, bbar = _as_path(Abar), _as_path(bbar)
     vf = lambda t, y, args: _affine(Abar, bbar, t, y)  # noqa: E731
-    return _ode_solve(vf, x, ts, _knots(Abar, bbar), rtol=rtol, atol=atol, max_steps=max_steps)
+    return solve_ode(vf, x, ts, path_knots(Abar, bbar), rtol=rtol, atol=atol, max_steps=max_steps)
 
 
 def solve_neural_ode(
@@ -117,7 +121,7 @@ def solve_neural_ode(
     sigma = activation if callable(activation) else get_activation(activation).fn
     Abar, bbar = _as_path(Abar), _as_path(bbar)
     vf = lambda t, y, args: sigma(_affine(Abar, bbar, t, y))  # noqa: E731
-    return _ode_solve(vf, x, ts, _knots(Abar, bbar), rtol=rtol, atol=atol, max_steps=max_steps)
+    return solve_ode(vf, x, ts, path_knots(Abar, bbar), rtol=rtol, atol=atol, max_steps=max_steps)
 
 
 def solve_sde(

@@ -166,7 +166,7 @@ def reproduce(exp: Experiment, out, *, quick: bool = False, options: Optional[Ma
         result, text = _run_study(exp, folder, args, progress)
     if companion is not None:
         draw_two_run_figures(exp, read_analysis(Path(out) / exp.companion / "run"), result, folder)
-    rows = compare(exp, result)
+    rows = compare(exp, result, mode)
     record = {
         "name": exp.name, "reproduces": exp.reproduces, "mode": mode, "settings": settings,
         "note": exp.modes[mode].get("note", ""), "verdict": verdict(rows, exp.modes[mode]), "rule": RULE,

@@ -70,6 +70,10 @@ def _check(d: Mapping[str, Any], where: str) -> None:
     for spec in d.get("compare", []):
         if not {"quantity", "paper", "source", "ours"} <= set(spec):
             raise UsageError(f"{where}each [[compare]] needs quantity, paper, source and ours")
+        why = spec.get("why")
+        if why is not None and not (isinstance(why, str) or (
+                isinstance(why, Mapping) and set(why) <= {"quick", "full"} and all(isinstance(v, str) for v in why.values()))):
+            raise UsageError(f"{where}why is a text, or a table of texts by mode (quick, full)")
         if spec.get("side", "both") not in SIDES:
             raise UsageError(f"{where}side must be one of {', '.join(SIDES)}, got {spec['side']!r}")
     if "companion" in d and (d["kind"] != "sweep" or not isinstance(d["companion"], str)):

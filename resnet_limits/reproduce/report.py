@@ -88,6 +88,16 @@ def _comparison_table(rows: Sequence[Mapping[str, Any]], compared: bool = True) 
     return lines
 
 
+def _why_lines(rows: Sequence[Mapping[str, Any]], compared: bool) -> list[str]:
+    """Under the table: for each number outside its tolerance, why we think ours differs."""
+    bad = [r for r in rows if not r["ok"]] if compared else []
+    if not bad:
+        return []
+    lines = ["Why we think these differ:", ""]
+    lines += [f"- {r['quantity']}: {' '.join((r.get('why') or 'no explanation recorded yet').split())}" for r in bad]
+    return lines + [""]
+
+
 def report_markdown(record: Mapping[str, Any], text: str) -> str:
     """``report.md`` of one reproduction from its record and the study's printed summary."""
     lines = [f"# {record['name']}: {record['reproduces']}", "",
@@ -98,6 +108,7 @@ def report_markdown(record: Mapping[str, Any], text: str) -> str:
     if record["comparisons"]:
         compared = record.get("compared", True)
         lines += ["## The paper's numbers beside ours", "", *_comparison_table(record["comparisons"], compared), ""]
+        lines += _why_lines(record["comparisons"], compared)
     if record["context"]:
         lines += ["## Made with", ""]
         lines += [f"- {k}: {_context_text(v)}" for k, v in record["context"].items()]

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from resnet_limits.reproduce.entries import Experiment
 
-__all__ = ["RULE", "compare", "lookup", "number_text", "verdict"]
+__all__ = ["RULE", "compare", "lookup", "number_text", "verdict", "why_text"]
 
 #: How a verdict is decided (printed in every report and index).
 RULE = ("a number is reproduced when |ours − paper| ≤ max(tolerance, 2·√(sd_paper² + sd_ours²)), the "
@@ -59,11 +59,21 @@ def _number(x) -> Optional[float]:
     return x if math.isfinite(x) else None
 
 
-def _judge(spec: Mapping[str, Any], result: Any, default_tol: float) -> dict[str, Any]:
+def why_text(spec: Mapping[str, Any], mode: str) -> Optional[str]:
+    """The entry's explanation of a difference in this number (``why``: one text, or a table of
+    texts by mode, ``{quick = "...", full = "..."}``); None where it gives none."""
+    why = spec.get("why")
+    if isinstance(why, Mapping):
+        why = why.get(mode)
+    return str(why) if why else None
+
+
+def _judge(spec: Mapping[str, Any], result: Any, default_tol: float, mode: str) -> dict[str, Any]:
     """One row of the comparison: our number (and spread) at ``spec['ours']`` against the paper's."""
     paper = spec["paper"]
     row = {k: spec.get(k) for k in ("quantity", "source", "paper", "paper_sd")}
     row["side"] = spec.get("side", "both")
+    row["why"] = why_text(spec, mode)
     raw = lookup(result, spec["ours"])
     if isinstance(paper, str):
         return {**row, "ours": raw, "ok": raw == paper, "missing": raw is None}
@@ -84,9 +94,10 @@ def _judge(spec: Mapping[str, Any], result: Any, default_tol: float) -> dict[str
     return row
 
 
-def compare(exp: Experiment, result: Any) -> list[dict[str, Any]]:
-    """Every ``[[compare]]`` of ``exp`` judged on ``result`` (:data:`RULE`)."""
-    return [_judge(spec, result, exp.tolerance) for spec in exp.compare]
+def compare(exp: Experiment, result: Any, mode: str = "full") -> list[dict[str, Any]]:
+    """Every ``[[compare]]`` of ``exp`` judged on ``result`` (:data:`RULE`); ``mode`` ("quick" or
+    "full") picks each row's ``why``."""
+    return [_judge(spec, result, exp.tolerance, mode) for spec in exp.compare]
 
 
 def verdict(rows: Sequence[Mapping[str, Any]], mode: Mapping[str, Any]) -> str:
@@ -111,4 +122,7 @@ def verdict(rows: Sequence[Mapping[str, Any]], mode: Mapping[str, Any]) -> str:
     missing = [r["quantity"] for r in bad if r["missing"]]
     if missing:
         text += f"; not in our result: {', '.join(missing)}"
+    whys = list(dict.fromkeys(r["why"] for r in bad if r.get("why")))
+    if whys:
+        text += f". Why we think so: {' '.join(whys)}"
     return text

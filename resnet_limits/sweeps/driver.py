@@ -27,7 +27,7 @@ from resnet_limits.sweeps.folder import (
     check_folder, depth_paths, depth_problem, finished_depths, record_config, save_depth, set_aside,
 )
 
-__all__ = ["SweepReport", "TrainOne", "run_depths"]
+__all__ = ["SweepReport", "TrainOne", "pending_depths", "run_depths"]
 
 TrainOne = Callable[[int], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
 POLL_S = 1.0
@@ -48,7 +48,7 @@ def _stderr(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
-def _pending(out: Path, depths: Sequence[int]) -> list[int]:
+def pending_depths(out: Path, depths: Sequence[int]) -> list[int]:
     """Depths not finished, or finished but damaged."""
     return [L for L in depths if not depth_paths(out, L)[1].exists() or depth_problem(out, L)]
 
@@ -134,7 +134,7 @@ def run_depths(
     out = Path(out)
     log = log or _stderr
     check_folder(out, cfg, free_keys)
-    pending = _pending(out, todo)
+    pending = pending_depths(out, todo)
     if pending and setup is not None:
         setup()
     record_config(out, cfg, free_keys)
@@ -144,7 +144,7 @@ def run_depths(
         run = _Run(out, train_one, book, log, bar, on_saved)
         elsewhere, waited = run.pass_over(pending), False
         while True:
-            still = set(_pending(out, list(elsewhere)))
+            still = set(pending_depths(out, list(elsewhere)))
             elsewhere = {L: o for L, o in elsewhere.items() if L in still}
             if not (elsewhere and wait):
                 break

@@ -32,6 +32,7 @@ from resnet_limits.training import TrainConfig, TrainResult, seed_keys, train_se
 from resnet_limits.training.fc import initial_params
 
 __all__ = [
+    "GRID_KEYS",
     "INITIAL_WEIGHTS",
     "PARAMETRIZATION_KEYS",
     "PRESETS",
@@ -40,6 +41,8 @@ __all__ = [
     "SEED_LIMIT",
     "data_info",
     "dataset_for",
+    "depth_files",
+    "keep_data_info",
     "load_depth",
     "make_config",
     "run_initial_weights",
@@ -78,9 +81,9 @@ _TRAIN_KEYS = tuple(f.name for f in TrainConfig.__dataclass_fields__.values())
 # learned-delta default writes the config.json it always wrote (earlier folders still resume).
 PARAMETRIZATION_KEYS = ("parametrization", "branch_exponent", "ref_depth", "lr_depth_exponent")
 _DEFAULT_PARAMETRIZATION = TrainConfig().parametrization
-# Keys that define the depth grid: they may change between runs in one folder; so may
-# "data_info", where the data came from (the data folder may move).
-_GRID_KEYS = ("depths", "min_depth", "max_depth", "depth_base", "quick", "data_info")
+#: Keys that define the depth grid: they may change between runs in one folder; so may
+#: "data_info", where the data came from (the data folder may move).
+GRID_KEYS = ("depths", "min_depth", "max_depth", "depth_base", "quick", "data_info")
 
 
 def make_config(preset: str, *, quick: bool = False, **overrides) -> dict[str, Any]:
@@ -171,7 +174,7 @@ def load_depth(run_dir, depth: int) -> tuple[ResNetParams, dict[str, Any]]:
     return ResNetParams(z["A"], z["b"], z.get("delta")), metrics
 
 
-def _depth_files(depth: int, result: TrainResult) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def depth_files(depth: int, result: TrainResult) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The arrays and metrics saved for one depth (``folder.save_depth`` adds checksum, host, pid)."""
     arrays = {"A": result.params.A, "b": result.params.b}
     if result.params.delta is not None:
@@ -204,7 +207,7 @@ def run_sweep_report(
     ``cfg["data_info"]`` once it has loaded (or taken from the folder's ``config.json``).
     """
     data: dict[str, Dataset] = {}
-    _keep_data_info(cfg, Path(out_dir))
+    keep_data_info(cfg, Path(out_dir))
     tcfg = train_config(cfg)
     say = log or (lambda m: tqdm.write(m))
 
@@ -214,7 +217,7 @@ def run_sweep_report(
         n_div = int(np.sum(result.diverged))
         if n_div and progress:
             say(f"L={L}: {n_div} of {cfg['seeds']} seeds diverged (recorded, sweep goes on)")
-        return _depth_files(L, result)
+        return depth_files(L, result)
 
     def setup() -> None:
         data["d"] = dataset_for(cfg)
@@ -222,11 +225,11 @@ def run_sweep_report(
         if info is not None:
             cfg["data_info"] = info
 
-    return run_depths(Path(out_dir), cfg, cfg["depths"], train_one, setup=setup, free_keys=_GRID_KEYS, wait=wait,
+    return run_depths(Path(out_dir), cfg, cfg["depths"], train_one, setup=setup, free_keys=GRID_KEYS, wait=wait,
                       progress=progress, log=log)
 
 
-def _keep_data_info(cfg: dict[str, Any], out: Path) -> None:
+def keep_data_info(cfg: dict[str, Any], out: Path) -> None:
     """Carry the folder's recorded ``data_info`` into ``cfg`` (a rerun that loads no data keeps it)."""
     if "data_info" not in cfg and (out / CONFIG).is_file():
         try:
@@ -263,7 +266,7 @@ def run_initial_weights(cfg: dict[str, Any], out_dir, *, progress: bool = True,
         return arrays, {"depth": int(L), "seeds": n, "weights": INITIAL_WEIGHTS}
 
     return run_depths(Path(out_dir), dict(cfg, weights=INITIAL_WEIGHTS), cfg["depths"], draw,
-                      free_keys=_GRID_KEYS, progress=progress, log=log)
+                      free_keys=GRID_KEYS, progress=progress, log=log)
 
 
 def run_sweep(cfg: dict[str, Any], out_dir, *, progress: bool = True) -> list[int]:

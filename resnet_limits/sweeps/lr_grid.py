@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 from resnet_limits.data import Dataset
 from resnet_limits.errors import UsageError
-from resnet_limits.sweeps.driver import _pending, run_depths
-from resnet_limits.sweeps.fc import _GRID_KEYS, _depth_files, _keep_data_info, data_info, dataset_for, train_config
+from resnet_limits.sweeps.driver import pending_depths, run_depths
+from resnet_limits.sweeps.fc import GRID_KEYS, depth_files, keep_data_info, data_info, dataset_for, train_config
 from resnet_limits.sweeps.folder import check_folder, finished_depths, record_config
 from resnet_limits.training import TrainResult, seed_keys, train_seeds
 
@@ -69,7 +69,7 @@ def train_learning_rates(cfg: dict[str, Any], lrs: Sequence[float], depth: int, 
 def _write_depth(cfgs: list[dict], outs: list[Path], depth: int, load: Callable[[], Dataset], progress: bool,
                  log: Log) -> None:
     """Train ``depth`` once for every folder that lacks it (or holds it damaged) and write it there."""
-    need = [i for i, o in enumerate(outs) if _pending(o, [depth])]
+    need = [i for i, o in enumerate(outs) if pending_depths(o, [depth])]
     done: dict[int, TrainResult] = {}
 
     def train_one(i: int):
@@ -82,10 +82,10 @@ def _write_depth(cfgs: list[dict], outs: list[Path], depth: int, load: Callable[
         if n_div and progress:
             (log or tqdm.write)(f"lr={cfgs[i]['lr']:g} L={depth}: {n_div} of {cfgs[i]['seeds']} seeds diverged "
                                 "(recorded, sweep goes on)")
-        return _depth_files(depth, res)
+        return depth_files(depth, res)
 
     for i in need:
-        run_depths(outs[i], cfgs[i], [depth], lambda _L, i=i: train_one(i), setup=load, free_keys=_GRID_KEYS,
+        run_depths(outs[i], cfgs[i], [depth], lambda _L, i=i: train_one(i), setup=load, free_keys=GRID_KEYS,
                    log=log)
 
 
@@ -108,8 +108,8 @@ def run_lr_grid(
     cfgs, outs = [dict(c) for c in cfgs], [Path(o) for o in out_dirs]
     check_lr_grid(cfgs, outs)
     for c, o in zip(cfgs, outs):
-        _keep_data_info(c, o)
-        check_folder(o, c, _GRID_KEYS)
+        keep_data_info(c, o)
+        check_folder(o, c, GRID_KEYS)
     data: dict[str, Dataset] = {}
 
     def load() -> Dataset:
@@ -132,5 +132,5 @@ def run_lr_grid(
         if own:
             bar.close()
     for c, o in zip(cfgs, outs):  # as run_sweep: config.json records the union of the grids asked
-        record_config(o, c, _GRID_KEYS)
+        record_config(o, c, GRID_KEYS)
     return [finished_depths(o) for o in outs]
