@@ -7,6 +7,7 @@ import inspect
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -215,6 +216,10 @@ why = "only the second"
                  "ours = ['a']\nwhy = { slow = 'x' }\n")
     with pytest.raises(UsageError, match="why is a text"):
         rp.load_experiment(f)
+    # an entry's own why explains every number without one
+    g = tmp_path / "entry.toml"
+    g.write_text(f.read_text().replace("why = { slow = 'x' }", "").replace("kind =", "why = 'the entry says so'\nkind ="))
+    assert rp.verdict(rp.compare(rp.load_experiment(g), {"a": 3.0}), {}).endswith("Why we think so: the entry says so")
 
 
 # ------------------------------------------------------------------ end to end --------
@@ -239,6 +244,21 @@ def reproduced(tmp_path_factory):
         for _ in range(2):
             code = main(["reproduce", "all", "--quick", "--out", str(out), "--no-progress"])
             runs.append((code, (out / "tiny-tanh" / "report.md").stat().st_mtime_ns))
+        # the entry changes (a paper number, a why): a third run, on a copy of the output, judges
+        # the kept result again
+        again = root / "again"
+        shutil.copytree(out, again)
+        before = json.loads((again / "tiny-tanh" / "reproduction.json").read_text())
+        analysis = (again / "tiny-tanh" / "run" / "analysis.json").stat().st_mtime_ns
+        entry = folder / "tiny-tanh.toml"
+        text = "".join(line for line in entry.read_text().splitlines(True) if not line.startswith("why = "))
+        assert 'ours = ["alpha"]\n' in text and "paper = 0.73\n" in text
+        entry.write_text(text.replace("paper = 0.73\n", "paper = 9.5\n", 1).replace(
+            'ours = ["alpha"]\n', 'ours = ["alpha"]\nwhy = "the paper number was changed by the test"\n', 1))
+        code = main(["reproduce", "tiny-tanh", "--quick", "--out", str(again), "--no-progress"])
+        after = json.loads((again / "tiny-tanh" / "reproduction.json").read_text())
+        kept = analysis == (again / "tiny-tanh" / "run" / "analysis.json").stat().st_mtime_ns
+        runs.append((again, code, before, after, kept))
     return out, runs
 
 
@@ -262,7 +282,7 @@ def test_reproduction_writes_a_report_with_paper_numbers_figures_and_command(rep
 
 def test_reproduce_all_resumes_and_indexes(reproduced):
     out, runs = reproduced
-    (code1, mtime1), (code2, mtime2) = runs
+    (code1, mtime1), (code2, mtime2) = runs[:2]
     assert code1 == code2 == 0  # a study that does not exist yet is named, not a failure
     assert mtime1 == mtime2, "the finished reproduction was skipped the second time"
     index = (out / "index.md").read_text()
@@ -270,6 +290,23 @@ def test_reproduce_all_resumes_and_indexes(reproduced):
     assert f"| [tiny-tanh](tiny-tanh/report.md) | " in index and record["verdict"] in index
     assert "| missing-study | nothing yet | - | not available: resnet_limits.studies.no_such_study does not exist yet" \
         in index
+
+
+def test_a_changed_entry_is_judged_again_on_the_kept_result(reproduced):
+    _, runs = reproduced
+    out, code, before, after, analysis_kept = runs[2]
+    assert code == 0 and analysis_kept, "nothing was run again"
+    assert (out / "tiny-tanh" / "result.json").is_file()
+    assert after["seconds"] == before["seconds"] and after["finished"] == before["finished"]
+    assert after["entry"] != before["entry"]
+    alpha = after["comparisons"][0]
+    assert alpha["paper"] == 9.5 and not alpha["ok"] and alpha["ours"] == before["comparisons"][0]["ours"]
+    assert after["verdict"].startswith("differs") and after["verdict"].endswith(
+        "Why we think so: the paper number was changed by the test")
+    report = (out / "tiny-tanh" / "report.md").read_text()
+    assert "| α (max\\|δ\\| ~ L^−α) | 9.50 ± 0.02 | " in report
+    assert "- α (max|δ| ~ L^−α): the paper number was changed by the test" in report
+    assert before["summary"] and before["summary"] in report, "the run's printed summary is kept"
 
 
 def test_list_names_every_entry(capsys):

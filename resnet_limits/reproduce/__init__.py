@@ -8,8 +8,12 @@ chooses what to run, runs it through layers 2-3, and writes beside it
 
 * ``DIR/NAME/report.md``: the paper's numbers beside ours with a computed verdict (:data:`RULE`),
   the figures, the exact command, package versions and hardware;
+* ``DIR/NAME/result.json``: the result the verdict was computed on (the analysis, or the study's
+  returned dict);
 * ``DIR/NAME/reproduction.json``: the same as data; written last, it marks the reproduction
-  finished, and a rerun with the same settings skips it;
+  finished, and a rerun with the same settings skips it, or, when ``experiments/NAME.toml`` has
+  changed since (a number of the paper, a tolerance, a ``why``), judges ``result.json`` again by
+  it and rewrites the report without running anything;
 * ``DIR/index.md``: every finished reproduction under ``DIR`` with its one-line verdict.
 
 An MNIST sweep names a ``companion`` (the synthetic sweep of the same activation): it reproduces
@@ -24,11 +28,15 @@ module runs them. No computation lives here: the numbers come from the studies a
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import shlex
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
 
 from resnet_limits.errors import UsageError
 from resnet_limits.reproduce.entries import (
@@ -37,14 +45,14 @@ from resnet_limits.reproduce.entries import (
 )
 from resnet_limits.reproduce.figures import draw_two_run_figures, figure_rows, link_rows, read_analysis
 from resnet_limits.reproduce.report import (
-    INDEX, RECORD, REPORT, environment, index_markdown, read_record, report_markdown, write_index,
+    INDEX, RECORD, REPORT, RESULT, environment, index_markdown, read_record, report_markdown, write_index,
 )
 from resnet_limits.reproduce.verdicts import RULE, compare, lookup, verdict
 from resnet_limits.sweeps.folder import atomic_write, check_out_dir, write_json
 
 __all__ = [
-    "DRAWINGS", "EXPERIMENTS", "INDEX", "OPTIONS", "RECORD", "REPORT", "REPOSITORY", "RULE", "SIDES", "Experiment",
-    "availability", "command_line", "compare", "environment", "index_markdown", "list_lines", "load_experiment",
+    "DRAWINGS", "EXPERIMENTS", "INDEX", "OPTIONS", "RECORD", "REPORT", "REPOSITORY", "RESULT", "RULE", "SIDES",
+    "Experiment", "availability", "command_line", "compare", "entry_digest", "environment", "index_markdown", "list_lines", "load_experiment",
     "lookup", "read_registry", "registry", "report_markdown", "reproduce", "reproduce_all", "select", "times_text",
     "verdict", "write_index",
 ]
@@ -149,7 +157,11 @@ def reproduce(exp: Experiment, out, *, quick: bool = False, options: Optional[Ma
     check_out_dir(folder)
     done = _finished(folder, settings)
     if done is not None:
-        log(f"{exp.name}: finished earlier ({folder / REPORT}); delete that file to run it again")
+        if done.get("entry") != entry_digest(exp) and (folder / RESULT).is_file():
+            done = _rejudge(exp, folder, done)
+            log(f"{exp.name}: finished earlier; judged again by the changed {exp.path.name} ({folder / REPORT})")
+        else:
+            log(f"{exp.name}: finished earlier ({folder / REPORT}); delete that file to run it again")
         return {**done, "skipped": True}
     why = availability(exp)
     if why:
@@ -166,21 +178,52 @@ def reproduce(exp: Experiment, out, *, quick: bool = False, options: Optional[Ma
         result, text = _run_study(exp, folder, args, progress)
     if companion is not None:
         draw_two_run_figures(exp, read_analysis(Path(out) / exp.companion / "run"), result, folder)
-    rows = compare(exp, result, mode)
     record = {
         "name": exp.name, "reproduces": exp.reproduces, "mode": mode, "settings": settings,
-        "note": exp.modes[mode].get("note", ""), "verdict": verdict(rows, exp.modes[mode]), "rule": RULE,
-        "compared": exp.modes[mode].get("compare", True) is not False,
-        "comparisons": rows, "context": {k: _context(v, result) for k, v in exp.context.items()},
         "arguments": args, "command": command_line(exp.name, out, quick, options),
         "equivalent": _sweep_command(exp, str(folder / "run"), args) if exp.kind == "sweep" else None,
-        "figures": figure_rows(exp, result, folder), "links": link_rows(exp, folder),
         "seconds": round(time.perf_counter() - t0, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "environment": environment(), "companion": companion,
+        "environment": environment(), "companion": companion, "summary": text,
     }
-    atomic_write(folder / REPORT, lambda f: f.write(report_markdown(record, text).encode()))
+    write_json(folder / RESULT, _plain(result))
+    return {**_write_judged(exp, folder, record, result), "text": text, "skipped": False}
+
+
+def entry_digest(exp: Experiment) -> str:
+    """A fingerprint of ``experiments/NAME.toml`` as it is now (a changed entry is judged again)."""
+    return hashlib.sha256(exp.path.read_bytes()).hexdigest()[:16]
+
+
+def _write_judged(exp: Experiment, folder: Path, record: dict, result: Any) -> dict:
+    """``record`` with the verdict of ``exp`` on ``result`` (its ``[[compare]]``, context, figures):
+    writes ``report.md`` and then ``reproduction.json``; returns the record."""
+    mode = record["mode"]
+    rows = compare(exp, result, mode)
+    record = {
+        **record, "reproduces": exp.reproduces, "note": exp.modes[mode].get("note", ""),
+        "verdict": verdict(rows, exp.modes[mode]), "rule": RULE,
+        "compared": exp.modes[mode].get("compare", True) is not False, "comparisons": rows,
+        "context": {k: _context(v, result) for k, v in exp.context.items()},
+        "figures": figure_rows(exp, result, folder), "links": link_rows(exp, folder), "entry": entry_digest(exp),
+    }
+    atomic_write(folder / REPORT, lambda f: f.write(report_markdown(record, record["summary"]).encode()))
     write_json(folder / RECORD, _plain(record))
-    return {**record, "text": text, "skipped": False}
+    return record
+
+
+def _rejudge(exp: Experiment, folder: Path, record: dict) -> dict:
+    """A finished reproduction judged again by its changed entry, on the result it kept
+    (``result.json``): nothing is run; the wall-clock and finish time stay those of the run."""
+    try:
+        result = json.loads((folder / RESULT).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{folder / RESULT} cannot be read ({e}); delete {folder / REPORT} to run it again") from None
+    comp = record.get("companion")
+    if comp:
+        other = read_record(folder.parent / comp["name"])
+        if other is not None:
+            record = {**record, "companion": {**comp, "verdict": other["verdict"]}}
+    return _write_judged(exp, folder, {**record, "summary": record.get("summary", "")}, result)
 
 
 def _companion(exp: Experiment, out, **run) -> Optional[dict[str, str]]:
@@ -200,7 +243,9 @@ def _context(value, result) -> Any:
 
 
 def _plain(obj):
-    """``obj`` as JSON-safe data (paths and other objects as text)."""
+    """``obj`` as JSON-safe data (numpy arrays as lists, paths and other objects as text)."""
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return _plain(obj.tolist())
     if isinstance(obj, Mapping):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -55,6 +55,7 @@ class Experiment:
     links: tuple[Mapping[str, str], ...]
     compare: tuple[Mapping[str, Any], ...]
     companion: Optional[str] = None  # the sweep drawn dashed beside this one in the `draw` figures
+    why: Any = None  # why ours differs, for every [[compare]] without a why of its own
 
 
 def _check(d: Mapping[str, Any], where: str) -> None:
@@ -67,13 +68,14 @@ def _check(d: Mapping[str, Any], where: str) -> None:
     bad = sorted(set(d.get("options", {})) - set(OPTIONS))
     if bad:
         raise UsageError(f"{where}unknown option {bad[0]!r}; options are {', '.join(OPTIONS)}")
-    for spec in d.get("compare", []):
-        if not {"quantity", "paper", "source", "ours"} <= set(spec):
-            raise UsageError(f"{where}each [[compare]] needs quantity, paper, source and ours")
+    for spec in [d, *d.get("compare", [])]:
         why = spec.get("why")
         if why is not None and not (isinstance(why, str) or (
                 isinstance(why, Mapping) and set(why) <= {"quick", "full"} and all(isinstance(v, str) for v in why.values()))):
             raise UsageError(f"{where}why is a text, or a table of texts by mode (quick, full)")
+    for spec in d.get("compare", []):
+        if not {"quantity", "paper", "source", "ours"} <= set(spec):
+            raise UsageError(f"{where}each [[compare]] needs quantity, paper, source and ours")
         if spec.get("side", "both") not in SIDES:
             raise UsageError(f"{where}side must be one of {', '.join(SIDES)}, got {spec['side']!r}")
     if "companion" in d and (d["kind"] != "sweep" or not isinstance(d["companion"], str)):
@@ -100,7 +102,7 @@ def load_experiment(path) -> Experiment:
         data_dirs=tuple(d.get("data", {}).get("dirs", ())), tolerance=float(d.get("tolerance", 0.0)),
         needs_gpu=str(d.get("needs_gpu", "")), times={k: (v or None) for k, v in d.get("times", {}).items()},
         context=dict(d.get("context", {})), figures=tuple(d.get("figures", ())), links=tuple(d.get("links", ())),
-        compare=tuple(d.get("compare", ())), companion=d.get("companion"),
+        compare=tuple(d.get("compare", ())), companion=d.get("companion"), why=d.get("why"),
     )
 
 
@@ -140,7 +142,8 @@ def times_text(exp: Experiment) -> str:
     """The measured wall-clock times of ``exp`` (its ``[times]``), "not measured" where none is."""
     quick = exp.times.get("cpu2_quick") or "not measured"
     if exp.needs_gpu in ("full", "both"):
-        return f"2-core CPU: quick {quick}; GPU: full {exp.times.get('gpu_full') or 'not measured'}"
+        cpu_full = f", full {exp.times['cpu2_full']}" if exp.times.get("cpu2_full") else ""
+        return f"2-core CPU: quick {quick}{cpu_full}; GPU: full {exp.times.get('gpu_full') or 'not measured'}"
     full = exp.times.get("cpu2_full") or "not measured"
     gpu = f"; GPU: full {exp.times['gpu_full']}" if exp.times.get("gpu_full") else ""
     return f"2-core CPU: quick {quick}, full {full}{gpu}"

@@ -19,11 +19,13 @@ from resnet_limits.reproduce.entries import Experiment, availability
 from resnet_limits.reproduce.verdicts import RULE, number_text
 from resnet_limits.sweeps.folder import atomic_write
 
-__all__ = ["INDEX", "RECORD", "REPORT", "environment", "index_markdown", "read_record", "report_markdown",
+__all__ = ["INDEX", "RECORD", "REPORT", "RESULT", "environment", "index_markdown", "read_record", "report_markdown",
            "write_index"]
 
 VERSIONS = ("jax", "jaxlib", "flax", "optax", "diffrax", "equinox", "numpy", "resnet-limits")
-RECORD, REPORT, INDEX = "reproduction.json", "report.md", "index.md"
+#: In ``DIR/NAME``: the record of a finished reproduction, its report, the result it was judged on;
+#: in ``DIR``: the index.
+RECORD, REPORT, RESULT, INDEX = "reproduction.json", "report.md", "result.json", "index.md"
 
 
 def environment() -> dict[str, Any]:

@@ -96,8 +96,9 @@ def _judge(spec: Mapping[str, Any], result: Any, default_tol: float, mode: str) 
 
 def compare(exp: Experiment, result: Any, mode: str = "full") -> list[dict[str, Any]]:
     """Every ``[[compare]]`` of ``exp`` judged on ``result`` (:data:`RULE`); ``mode`` ("quick" or
-    "full") picks each row's ``why``."""
-    return [_judge(spec, result, exp.tolerance, mode) for spec in exp.compare]
+    "full") picks each row's ``why`` (its own, else the entry's)."""
+    default = {"why": exp.why} if exp.why else {}
+    return [_judge({**default, **spec}, result, exp.tolerance, mode) for spec in exp.compare]
 
 
 def verdict(rows: Sequence[Mapping[str, Any]], mode: Mapping[str, Any]) -> str:
