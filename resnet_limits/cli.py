@@ -216,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", help="tanh-mnist, relu-mnist: folder with MNIST's idx .gz files (default: "
                                       "../shared/data/mnist beside the repository when present, else "
                                       "tensorflow-datasets)")
+    r.add_argument("--cifar-dir", help="conv-cifar10: folder with CIFAR-10's binary batches "
+                                       "(cifar-10-batches-bin; default: tensorflow-datasets)")
     r.add_argument("--no-progress", action="store_true")
 
     w = sub.add_parser("import-weights",

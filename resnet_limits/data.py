@@ -284,7 +284,7 @@ CIFAR10_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), "te
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 _CIFAR10_OFFLINE = (
-    f"download {CIFAR10_URL}, unpack it and pass --data-dir cifar-10-batches-bin, "
+    f"download {CIFAR10_URL}, unpack it and pass --data-dir cifar-10-batches-bin (reproduce: --cifar-dir), "
     "or train on random images of CIFAR-10's shape with --mock-data N"
 )
 

@@ -325,6 +325,8 @@ def test_list_names_every_entry(capsys):
     (["reproduce", "tanh-synthetic", "--paths", "8", "--out", "{d}"],
      "--paths is not an option of tanh-synthetic (it is of: convergence, backprop)"),
     (["reproduce", "convergence", "--data-dir", "{d}", "--out", "{d}"], "--data-dir is not an option of convergence"),
+    (["reproduce", "tanh-mnist", "--cifar-dir", "{d}", "--out", "{d}"],
+     "--cifar-dir is not an option of tanh-mnist (it is of: conv-cifar10)"),
 ])
 def test_bad_reproduce_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     argv = [a.format(d=tmp_path / "out") for a in argv]
@@ -342,6 +344,9 @@ def test_options_reach_the_arguments(tmp_path):
     shared = (rp.REPOSITORY / "../shared/data/mnist").resolve()
     assert default == (str(shared) if shared.is_dir() else None)
     assert rp._arguments(REGISTRY["convergence"], "quick", {"paths": 8}, None) == {"quick": True, "n_paths": 8}
+    # conv-cifar10 reads CIFAR-10's binary batches from --cifar-dir (MNIST's --data-dir is not its option)
+    assert rp._arguments(REGISTRY["conv-cifar10"], "full", {"cifar_dir": str(tmp_path), "data_dir": "m"}, None) == \
+        {"data_dir": str(tmp_path)}
 
 
 def test_only_a_finished_reproduction_of_the_same_settings_is_skipped(tmp_path):

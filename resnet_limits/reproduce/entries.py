@@ -26,7 +26,8 @@ __all__ = ["DRAWINGS", "EXPERIMENTS", "OPTIONS", "REPOSITORY", "SIDES", "Experim
 REPOSITORY = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPOSITORY / "experiments"
 #: Options of ``resnet-limits reproduce`` an experiment may take (``[options]`` of its file), with their flags.
-OPTIONS = {"optimizer": "--optimizer", "seeds": "--seeds", "paths": "--paths", "data_dir": "--data-dir"}
+OPTIONS = {"optimizer": "--optimizer", "seeds": "--seeds", "paths": "--paths", "data_dir": "--data-dir",
+           "cifar_dir": "--cifar-dir"}
 SIDES = ("both", "at most", "at least")
 #: The figures of two runs a ``[[figures]]`` entry may ``draw`` (``plotting.TWO_RUN_FIGURES``).
 DRAWINGS = ("scaling", "hypothesis", "biases")
