@@ -206,7 +206,7 @@ why = "only the second"
     assert text.endswith(". Why we think so: the quick grid stops at L = 1,000")
     assert "only the second" not in text, "a number within tolerance needs no explanation"
     full = rp.verdict(rp.compare(e, {"a": 0.5, "b": 0.9}, "full"), {})
-    assert full.endswith("Why we think so: the authors' code gives 0.61 too only the second")
+    assert full.endswith("Why we think so: (1) the authors' code gives 0.61 too; (2) only the second")
     from resnet_limits.reproduce.report import _why_lines
     lines = _why_lines(rp.compare(e, {"a": 0.5, "b": 0.3}, "full"), True)
     assert lines[2] == "- a: the authors' code gives 0.61 too"
@@ -307,6 +307,10 @@ def test_a_changed_entry_is_judged_again_on_the_kept_result(reproduced):
     assert "| α (max\\|δ\\| ~ L^−α) | 9.50 ± 0.02 | " in report
     assert "- α (max|δ| ~ L^−α): the paper number was changed by the test" in report
     assert before["summary"] and before["summary"] in report, "the run's printed summary is kept"
+    assert before["sweep"] == {"depths": 3, "trained_now": 3}
+    from resnet_limits.reproduce.report import _kept_text
+    assert _kept_text({"sweep": {"depths": 36, "trained_now": 0}}) == \
+        " (0 of 36 depths trained in this run, the others kept from an earlier one)"
 
 
 def test_list_names_every_entry(capsys):

@@ -98,11 +98,12 @@ def _run_sweep(exp: Experiment, folder: Path, args: dict, progress: bool, log) -
 
     run_dir = folder / "run"
     if exp.target in sweeps.CONV_PRESETS:
-        sweeps.run_conv_sweep(sweeps.make_conv_config(exp.target, **args), run_dir, progress=progress, log=log)
+        done = sweeps.run_conv_sweep(sweeps.make_conv_config(exp.target, **args), run_dir, progress=progress, log=log)
     else:
-        sweeps.run_sweep_report(sweeps.make_config(exp.target, **args), run_dir, progress=progress, log=log)
+        done = sweeps.run_sweep_report(sweeps.make_config(exp.target, **args), run_dir, progress=progress, log=log)
     result = analyze_run(run_dir, progress=progress)
-    return {**result, "config": sweeps.load_config(run_dir)}, format_analysis(result)
+    trained = {"depths": len(done.finished), "trained_now": len(done.trained)}
+    return {**result, "config": sweeps.load_config(run_dir), "sweep": trained}, format_analysis(result)
 
 
 def _run_study(exp: Experiment, folder: Path, args: dict, progress: bool) -> tuple[dict, str]:
@@ -183,7 +184,7 @@ def reproduce(exp: Experiment, out, *, quick: bool = False, options: Optional[Ma
         "arguments": args, "command": command_line(exp.name, out, quick, options),
         "equivalent": _sweep_command(exp, str(folder / "run"), args) if exp.kind == "sweep" else None,
         "seconds": round(time.perf_counter() - t0, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "environment": environment(), "companion": companion, "summary": text,
+        "environment": environment(), "companion": companion, "summary": text, "sweep": result.get("sweep"),
     }
     write_json(folder / RESULT, _plain(result))
     return {**_write_judged(exp, folder, record, result), "text": text, "skipped": False}

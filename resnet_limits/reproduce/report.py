@@ -100,12 +100,21 @@ def _why_lines(rows: Sequence[Mapping[str, Any]], compared: bool) -> list[str]:
     return lines + [""]
 
 
+def _kept_text(record: Mapping[str, Any]) -> str:
+    """How much of a sweep this run trained, where it resumed a folder trained earlier."""
+    sweep = record.get("sweep") or {}
+    n, now = sweep.get("depths"), sweep.get("trained_now")
+    if n is None or now is None or now == n:
+        return ""
+    return f" ({now} of {n} depths trained in this run, the others kept from an earlier one)"
+
+
 def report_markdown(record: Mapping[str, Any], text: str) -> str:
     """``report.md`` of one reproduction from its record and the study's printed summary."""
     lines = [f"# {record['name']}: {record['reproduces']}", "",
              f"**Verdict: {record['verdict']}.**", "",
              f"Mode: {record['mode']}" + (f": {record['note']}" if record.get("note") else "") + ". "
-             f"Wall-clock {record['seconds']:.0f} s, finished {record['finished']}.", "",
+             f"Wall-clock {record['seconds']:.0f} s{_kept_text(record)}, finished {record['finished']}.", "",
              f"Rule: {record['rule']}.", ""]
     if record["comparisons"]:
         compared = record.get("compared", True)
@@ -176,7 +185,7 @@ def index_markdown(out, experiments: Mapping[str, Experiment], problems: Mapping
         rec = read_record(out / name)
         if rec is not None:
             mode = rec["mode"] + (f": {rec['note']}" if rec.get("note") else "")
-            cells = (f"[{name}]({name}/{REPORT})", e.reproduces, mode, rec["verdict"], f"{rec['seconds']:.0f} s")
+            cells = (f"[{name}]({name}/{REPORT})", e.reproduces, mode, rec["verdict"], f"{rec['seconds']:.0f} s{_kept_text(rec)}")
         else:
             why = problems.get(name) or (f"not available: {availability(e)}" if availability(e) else "not run")
             cells = (name, e.reproduces, "-", why, "-")

@@ -123,7 +123,9 @@ def verdict(rows: Sequence[Mapping[str, Any]], mode: Mapping[str, Any]) -> str:
     missing = [r["quantity"] for r in bad if r["missing"]]
     if missing:
         text += f"; not in our result: {', '.join(missing)}"
-    whys = list(dict.fromkeys(r["why"] for r in bad if r.get("why")))
-    if whys:
-        text += f". Why we think so: {' '.join(whys)}"
+    whys = list(dict.fromkeys(" ".join(r["why"].split()).rstrip(".") for r in bad if r.get("why")))
+    if len(whys) == 1:
+        text += f". Why we think so: {whys[0]}"
+    elif whys:
+        text += ". Why we think so: " + " ".join(f"({i}) {w};" for i, w in enumerate(whys, 1)).rstrip(";")
     return text
