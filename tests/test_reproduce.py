@@ -218,7 +218,8 @@ why = "only the second"
         rp.load_experiment(f)
     # an entry's own why explains every number without one
     g = tmp_path / "entry.toml"
-    g.write_text(f.read_text().replace("why = { slow = 'x' }", "").replace("kind =", "why = 'the entry says so'\nkind ="))
+    text = f.read_text().replace("why = { slow = 'x' }", "")
+    g.write_text(text.replace("kind =", "why = 'the entry says so'\nkind ="))
     assert rp.verdict(rp.compare(rp.load_experiment(g), {"a": 3.0}), {}).endswith("Why we think so: the entry says so")
 
 

@@ -13,7 +13,8 @@ from resnet_limits.limits.paths import PiecewiseLinearPath, _as_path, moving_ave
 from resnet_limits.limits.qv import QuadraticVariation, estimate_qv
 from resnet_limits.models import ResNetParams, effective_delta
 
-__all__ = ["WeightPaths", "brownian_increments", "brownian_network", "coarsen_increments", "knot_values", "weight_paths"]
+__all__ = ["WeightPaths", "brownian_increments", "brownian_network", "coarsen_increments", "knot_values",
+           "weight_paths"]
 
 
 def knot_values(rate_k: jax.Array) -> jax.Array:

@@ -52,9 +52,9 @@ from resnet_limits.sweeps.folder import atomic_write, check_out_dir, write_json
 
 __all__ = [
     "DRAWINGS", "EXPERIMENTS", "INDEX", "OPTIONS", "RECORD", "REPORT", "REPOSITORY", "RESULT", "RULE", "SIDES",
-    "Experiment", "availability", "command_line", "compare", "entry_digest", "environment", "index_markdown", "list_lines", "load_experiment",
-    "lookup", "read_registry", "registry", "report_markdown", "reproduce", "reproduce_all", "select", "times_text",
-    "verdict", "write_index",
+    "Experiment", "availability", "command_line", "compare", "entry_digest", "environment", "index_markdown",
+    "list_lines", "load_experiment", "lookup", "read_registry", "registry", "report_markdown", "reproduce",
+    "reproduce_all", "select", "times_text", "verdict", "write_index",
 ]
 
 

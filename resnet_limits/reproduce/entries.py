@@ -71,8 +71,9 @@ def _check(d: Mapping[str, Any], where: str) -> None:
         raise UsageError(f"{where}unknown option {bad[0]!r}; options are {', '.join(OPTIONS)}")
     for spec in [d, *d.get("compare", [])]:
         why = spec.get("why")
-        if why is not None and not (isinstance(why, str) or (
-                isinstance(why, Mapping) and set(why) <= {"quick", "full"} and all(isinstance(v, str) for v in why.values()))):
+        by_mode = isinstance(why, Mapping) and set(why) <= {"quick", "full"} and all(
+            isinstance(v, str) for v in why.values())
+        if why is not None and not (isinstance(why, str) or by_mode):
             raise UsageError(f"{where}why is a text, or a table of texts by mode (quick, full)")
     for spec in d.get("compare", []):
         if not {"quantity", "paper", "source", "ours"} <= set(spec):

@@ -185,7 +185,8 @@ def index_markdown(out, experiments: Mapping[str, Experiment], problems: Mapping
         rec = read_record(out / name)
         if rec is not None:
             mode = rec["mode"] + (f": {rec['note']}" if rec.get("note") else "")
-            cells = (f"[{name}]({name}/{REPORT})", e.reproduces, mode, rec["verdict"], f"{rec['seconds']:.0f} s{_kept_text(rec)}")
+            wall = f"{rec['seconds']:.0f} s{_kept_text(rec)}"
+            cells = (f"[{name}]({name}/{REPORT})", e.reproduces, mode, rec["verdict"], wall)
         else:
             why = problems.get(name) or (f"not available: {availability(e)}" if availability(e) else "not run")
             cells = (name, e.reproduces, "-", why, "-")
