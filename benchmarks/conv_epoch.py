@@ -29,8 +29,7 @@ import jax
 import numpy as np
 
 from resnet_limits.conv import CONFIGS
-from resnet_limits.data import mock_cifar10
-from resnet_limits.sweeps.conv import conv_train_config, make_conv_config
+from resnet_limits.sweeps.conv import conv_images, conv_train_config, make_conv_config
 from resnet_limits.training.conv import train_conv
 
 CIFAR10_TRAIN = 50_000
@@ -40,7 +39,7 @@ FULL_EPOCHS = 200
 def time_depth(depth: int, images: int, epochs: int) -> dict:
     """Per-epoch seconds of one depth on ``images`` random images (epoch 1 = compile + run)."""
     cfg = make_conv_config("conv-cifar10", depths=[depth], mock_data=images, epochs=epochs)
-    data = mock_cifar10(jax.random.PRNGKey(0), images, max(1, images // 5))
+    data = conv_images(cfg)
     t0 = time.perf_counter()
     res = train_conv(jax.random.PRNGKey(0), depth, data, conv_train_config(cfg))
     total = time.perf_counter() - t0

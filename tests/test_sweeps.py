@@ -322,3 +322,14 @@ def test_mnist_quick_caps_and_data_info(mnist_dir, tmp_path, capsys):
     assert info["split"] in capsys.readouterr().out
     assert main(argv) == 0  # a rerun that loads no data keeps the record
     assert load_config(out)["data_info"] == info
+
+
+def test_say_diverged_names_the_diverged_seeds_only_when_there_are_some():
+    from types import SimpleNamespace
+
+    from resnet_limits.sweeps.fc import say_diverged
+
+    said = []
+    say_diverged(SimpleNamespace(diverged=np.array([False, True, True])), "lr=0.01 L=64", said.append)
+    say_diverged(SimpleNamespace(diverged=np.array([False, False])), "L=8", said.append)
+    assert said == ["lr=0.01 L=64: 2 of 3 seeds diverged (recorded, sweep goes on)"]

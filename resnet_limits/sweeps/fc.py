@@ -48,6 +48,7 @@ __all__ = [
     "run_initial_weights",
     "run_sweep",
     "run_sweep_report",
+    "say_diverged",
     "train_config",
 ]
 
@@ -195,6 +196,14 @@ def depth_files(depth: int, result: TrainResult) -> tuple[dict[str, np.ndarray],
     return arrays, metrics
 
 
+def say_diverged(result: TrainResult, where: str, say: Callable[[str], None]) -> None:
+    """One line naming how many seeds of ``result`` diverged, if any (they are recorded, the sweep
+    goes on); ``where`` says which run, e.g. ``"L=64"``."""
+    n_div = int(np.sum(result.diverged))
+    if n_div:
+        say(f"{where}: {n_div} of {len(result.diverged)} seeds diverged (recorded, sweep goes on)")
+
+
 def run_sweep_report(
     cfg: dict[str, Any], out_dir, *, progress: bool = True, wait: bool = True,
     log: Optional[Callable[[str], None]] = None,
@@ -214,9 +223,8 @@ def run_sweep_report(
     def train_one(L: int):
         keys = seed_keys(int(cfg["seed"]), L, int(cfg["seeds"]))
         result = train_seeds(keys, L, data["d"], tcfg, progress=progress)
-        n_div = int(np.sum(result.diverged))
-        if n_div and progress:
-            say(f"L={L}: {n_div} of {cfg['seeds']} seeds diverged (recorded, sweep goes on)")
+        if progress:
+            say_diverged(result, f"L={L}", say)
         return depth_files(L, result)
 
     def setup() -> None:

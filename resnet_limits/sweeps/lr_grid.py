@@ -28,7 +28,9 @@ from tqdm import tqdm
 from resnet_limits.data import Dataset
 from resnet_limits.errors import UsageError
 from resnet_limits.sweeps.driver import pending_depths, run_depths
-from resnet_limits.sweeps.fc import GRID_KEYS, depth_files, keep_data_info, data_info, dataset_for, train_config
+from resnet_limits.sweeps.fc import (
+    GRID_KEYS, data_info, dataset_for, depth_files, keep_data_info, say_diverged, train_config,
+)
 from resnet_limits.sweeps.folder import check_folder, finished_depths, record_config
 from resnet_limits.training import TrainResult, seed_keys, train_seeds
 
@@ -78,10 +80,8 @@ def _write_depth(cfgs: list[dict], outs: list[Path], depth: int, load: Callable[
             done.update(zip(todo, train_learning_rates(cfgs[i], [cfgs[j]["lr"] for j in todo], depth, load(),
                                                        progress=progress)))
         res = done.pop(i)
-        n_div = int(np.sum(res.diverged))
-        if n_div and progress:
-            (log or tqdm.write)(f"lr={cfgs[i]['lr']:g} L={depth}: {n_div} of {cfgs[i]['seeds']} seeds diverged "
-                                "(recorded, sweep goes on)")
+        if progress:
+            say_diverged(res, f"lr={cfgs[i]['lr']:g} L={depth}", log or tqdm.write)
         return depth_files(depth, res)
 
     for i in need:
