@@ -295,9 +295,9 @@ def _print_sweep(args, cfg, rep, each: str) -> None:
 
 
 def _sweep(args) -> int:
-    from resnet_limits.sweeps import CONV_PRESETS, make_config, run_sweep_report
+    from resnet_limits.sweeps import CONV_PRESETS, PARAMETRIZATION_KEYS, make_config, run_sweep_report
 
-    fc_settings = ("parametrization", "branch_exponent", "ref_depth", "lr_depth_exponent", "init")
+    fc_settings = (*PARAMETRIZATION_KEYS, "init")
     if args.preset in CONV_PRESETS:
         given = [k for k in fc_settings if getattr(args, k) is not None]
         if given:
