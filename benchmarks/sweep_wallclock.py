@@ -1,6 +1,6 @@
 """Where a depth sweep's wall time goes: import, compile, train, write.
 
-Runs ``resnet_limits.sweeps.run_sweep(make_config(PRESET, quick=...), out)`` in a fresh Python
+Runs ``resnet_limits.sweeps.run_sweep(sweep_config(PRESET, quick=...), out)`` in a fresh Python
 process (as ``resnet-limits sweep`` would, with the CLI's XLA:CPU setting) into a temporary
 folder, and splits the whole-process wall time (measured from outside) into
 
@@ -30,14 +30,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from resnet_limits.cli import default_host_devices, usable_cores
+from resnet_limits.runtime import default_host_devices, usable_cores
 
 _CHILD = r'''
 import time
 t_start = time.perf_counter()
 import json, sys, functools
 from pathlib import Path
-from resnet_limits.cli import tune_xla_cpu
+from resnet_limits.runtime import tune_xla_cpu
 tune_xla_cpu()
 import jax
 events = {"compile": 0.0, "cache_load": 0.0, "backend_compiles": 0, "cache_hits": 0}
@@ -51,13 +51,14 @@ def on_event(name, seconds, **kw):
         events["cache_hits"] += 1
 jax.monitoring.register_event_duration_secs_listener(on_event)
 import resnet_limits.sweeps.fc as sweeps_fc
-from resnet_limits.sweeps import make_config, run_sweep
+from resnet_limits.config import sweep_config
+from resnet_limits.sweeps import run_sweep
 preset, quick, out, engine = sys.argv[1], sys.argv[2] == "quick", Path(sys.argv[3]), sys.argv[4]
 if engine == "static":  # the old trainer: one program per depth
     sweeps_fc.train_seeds = functools.partial(sweeps_fc.train_seeds, engine="static")
 t_import = time.perf_counter() - t_start
 t0 = time.perf_counter()
-run_sweep(make_config(preset, quick=quick), out, progress=False)
+run_sweep(sweep_config(preset, quick=quick), out, progress=False)
 t_sweep = time.perf_counter() - t0
 depth_s = sum(json.loads(p.read_text())["seconds"] for p in (out / "depths").glob("L*.json"))
 print(json.dumps(dict(events, import_s=t_import, in_process_s=time.perf_counter() - t_start,

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from resnet_limits.cli import tune_xla_cpu
+from resnet_limits.runtime import tune_xla_cpu
 from resnet_limits.data import synthetic
 from resnet_limits.models import get_activation, init_params, layer
 from resnet_limits.training.fc import TrainConfig, _start, seed_keys
@@ -116,7 +116,7 @@ def main(argv=None):
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--eigen-threads", action="store_true",
-                   help="keep XLA:CPU's Eigen thread pool (the CLI turns it off; see cli.tune_xla_cpu)")
+                   help="keep XLA:CPU's Eigen thread pool (the CLI turns it off; see runtime.tune_xla_cpu)")
     args = p.parse_args(argv)
     # both before the backend starts
     if not args.eigen_threads:

@@ -1,6 +1,6 @@
 """Whole-process wall time of one deep training job: ``resnet-limits sweep`` against PyTorch.
 
-The job (issue 10's yardstick): depth L = 3000, 5 seeds, 160 updates each, batch 32, width 10,
+The job (the project's speed yardstick): depth L = 3000, 5 seeds, 160 updates each, batch 32, width 10,
 tanh, shared trainable delta (SP eq. 1), the synthetic task's sizes (1,024 training points).
 
 * ``resnet-limits``: ``python -m resnet_limits.cli sweep tanh-synthetic --depths 3000 ...`` in a

@@ -1,4 +1,4 @@
-"""Backpropagation limits of deep ResNets (AA §5, SPEC §5).
+"""Backpropagation limits of deep ResNets (AA §5, Thms 4, 5).
 
 Discrete side (one network, SP eq. 1):
 
@@ -446,7 +446,7 @@ def solve_phi_sde(
 
     Solver: ``"euler"`` = diffrax Euler with StepTo on the fine knots: on a piecewise-linear control
     this is Euler-Maruyama, which converges to the Ito solution (strong order 1/2). ``"heun"``
-    (a Stratonovich solver) is offered only to show the difference (SPEC §4).
+    (a Stratonovich solver) is offered only to show the difference (the limit of AA Thm 5 is an Ito SDE).
     ``d2_at_0`` overrides sigma''(0) of ``activation`` (may be a traced value, e.g. to vmap the
     solve over activations).
     """
@@ -563,7 +563,7 @@ def li_adjoint(
 
 
 # --------------------------------------------------------------------------------------------
-# Per-path errors of the convergence study (SPEC §5; AA Thms 4, 5)
+# Per-path errors of the convergence study (AA §5, Thms 4, 5)
 # --------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""The convolutional ResNet of SP eq. 9, as the authors' public code builds it (SPEC §6).
+"""The convolutional ResNet of SP eq. 9, as the authors' public code builds it (SP §3.2, App. D).
 
     h_{k+1} = ReLU(Delta_k * ReLU(A_k * h_k) + S_k(h_k))
 
@@ -53,8 +53,8 @@ __all__ = [
     "torch_kernel_init",
 ]
 
-# Blocks per stage (n1, n2, n3, n4) for each depth L = n1 + n2 + n3 + n4 (SPEC §6, the
-# authors' Net8 ... Net121).
+# Blocks per stage (n1, n2, n3, n4) for each depth L = n1 + n2 + n3 + n4 (SP App. D,
+# Fig. 11; the authors' public code, Net8 ... Net121).
 CONFIGS: dict[int, tuple[int, int, int, int]] = {
     8: (2, 2, 2, 2), 11: (2, 3, 4, 2), 12: (2, 3, 5, 2), 14: (3, 3, 5, 3),
     16: (3, 4, 6, 3), 18: (3, 4, 8, 3), 20: (3, 4, 10, 3), 24: (3, 4, 14, 3),
@@ -209,7 +209,7 @@ def param_count(depth: int, width: int = 64) -> int:
 
 
 def block_kernels(params: dict[str, Any], image_hw: int = IMAGE_HW) -> list[dict[str, Any]]:
-    """The blocks' kernels in network order, for their spectral norms (SP §3.3, SPEC §3).
+    """The blocks' kernels in network order, for their spectral norms (SP §3.2, Table 1).
 
     One dict per block k = 0..L-1: ``A``, ``Delta`` (HWIO kernels), ``F`` (the 1x1 shortcut
     kernel, or None), ``stage`` (1..4), ``stride``, ``input_hw`` (spatial size of the block's

@@ -1,14 +1,16 @@
-"""Datasets of SP §3.1 / SPEC §6: the synthetic ODE task, the MNIST embedding, CIFAR-10.
+"""Datasets of SP §3.1-3.2 and App. A: the synthetic ODE task, the MNIST embedding, CIFAR-10.
 
 Image data sets come as :class:`LabelledImages`: uint8 images, integer labels and an ``info``
 dict saying where they came from and how train and test were split. Each is read from a
 folder of the original files (``data_dir``), else through tensorflow-datasets'
 ``data_source`` (no TensorFlow needed). A data set that is neither here nor downloadable
-raises a one-line :class:`UsageError` saying what to download or which flag to pass.
+raises a one-line :class:`UsageError` saying what to download or which flag to pass; so
+does a damaged prepared copy of tensorflow-datasets (naming its folder, to delete).
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import os
@@ -73,17 +75,22 @@ def synthetic(
     key: jax.Array, n_train: int = 1024, n_test: int = 256, dim: int = 10, K: int = 100,
     dtype=jnp.float32,
 ) -> Dataset:
-    """The synthetic task of SP §3.1 (SPEC §6), deterministic given ``key``.
+    """The synthetic task of SP §3.1 (as the authors' public code builds it), deterministic given ``key``.
 
     x ~ U[-1, 1]^d, target y = z_K / ||z_K|| from the discretised ODE above started at x;
     each x is then scaled to unit norm (as in the authors' code). The last ``n_test``
     points are held out.
     """
-    n = n_train + n_test
+    x, y = _synthetic_arrays(key, n_train + n_test, dim, K, jnp.dtype(dtype))
+    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _synthetic_arrays(key: jax.Array, n: int, dim: int, K: int, dtype) -> tuple[jax.Array, jax.Array]:
+    """The inputs (scaled to unit norm) and targets of :func:`synthetic`, one compiled program."""
     x = jax.random.uniform(key, (n, dim), dtype, minval=-1.0, maxval=1.0)
     y = _synthetic_targets(x, K)
-    x = x / jnp.linalg.norm(x, axis=-1, keepdims=True)
-    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+    return x / jnp.linalg.norm(x, axis=-1, keepdims=True), y
 
 
 # ------------------------------------------------------------ image data sets ------------
@@ -135,8 +142,10 @@ def _tfds_source(name: str, split: str, offline_hint: str):
 
     try:
         return tfds.data_source(name, split=split, download=False)
-    except Exception:  # not prepared here: tfds raises several kinds; a download may fix it
-        pass
+    except Exception as e:  # noqa: BLE001 (not prepared here: tfds raises several kinds; a download may fix it)
+        prepared = _prepared_copy(tfds, name)
+        if prepared is not None:  # prepared, yet unusable (a damaged dataset_info.json, another file format)
+            raise _unusable(name, prepared, "cannot be read", e, offline_hint) from None
     if not _online(_TFDS_HOSTS[name]):
         raise UsageError(f"{name} is not in the tensorflow-datasets folder and there is no network: {offline_hint}")
     try:
@@ -147,11 +156,45 @@ def _tfds_source(name: str, split: str, offline_hint: str):
         ) from None
 
 
+def _prepared_copy(tfds, name: str) -> Optional[str]:
+    """The folder of a prepared copy of ``name`` in tensorflow-datasets' data folder
+    (``~/tensorflow_datasets/mnist/3.0.1``, ``$TFDS_DATA_DIR/...``), if there is one."""
+    try:
+        root = Path(tfds.core.constants.DATA_DIR).expanduser()  # where data_source looks
+    except AttributeError:  # a stand-in module without tfds' internals
+        return None
+    found = sorted(p.parent for p in root.glob(f"{name}/*/dataset_info.json")
+                   if not p.parent.name.startswith("incomplete."))
+    return str(found[-1]) if found else None
+
+
+def _unusable(name: str, folder, what: str, e: Exception, offline_hint: str, split: str = "") -> UsageError:
+    why = (str(e).splitlines() or [""])[0][:200]
+    where = f"{split} split: " if split else ""
+    return UsageError(f"the tensorflow-datasets copy of {name} in {folder} {what} ({where}{type(e).__name__}: {why}); "
+                      f"delete that folder to download it again, or {offline_hint}")
+
+
 def _tfds_arrays(name: str, split: str, offline_hint: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of one split. ``data_source`` opens nothing: a damaged prepared copy
+    (a truncated or corrupted ArrayRecord shard, a missing one) fails only here, at the first
+    read (array_record raises ``RuntimeError``; a truncated shard gives empty examples)."""
+    import tensorflow_datasets as tfds
+
     source = _tfds_source(name, split, offline_hint)
-    examples = [source[i] for i in range(len(source))]
-    images = np.stack([np.asarray(ex["image"], np.uint8) for ex in examples])
-    labels = np.asarray([int(ex["label"]) for ex in examples], np.int32)
+    try:
+        examples = [source[i] for i in range(len(source))]
+        images, labels = [ex["image"] for ex in examples], [ex["label"] for ex in examples]
+        if not examples or any(v is None for v in images + labels):
+            raise ValueError("it holds no examples" if not examples else "it holds empty examples")
+        images = np.stack([np.asarray(im, np.uint8) for im in images])
+        labels = np.asarray([int(c) for c in labels], np.int32)
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 (array_record, riegeli, protobuf and numpy all raise their own)
+        folder = (getattr(getattr(source, "dataset_info", None), "data_dir", None) or _prepared_copy(tfds, name)
+                  or f"the tensorflow-datasets folder ({name}/)")
+        raise _unusable(name, folder, "is damaged", e, offline_hint, split) from None
     return images, labels
 
 
@@ -245,7 +288,7 @@ def mnist_images(
 
 
 def embed_mnist(key: jax.Array, images: np.ndarray) -> jax.Array:
-    """Untrained random convolutional embedding of SP §3.1 into R^25 (SPEC §6).
+    """Untrained random convolutional embedding of SP §3.1 into R^25 (sizes from the authors' public code).
 
     Two randomly initialised one-channel convolutions (5x5 stride 2, then 3x3 stride 2,
     28 -> 12 -> 5, no padding, no nonlinearity), flattened and scaled to unit norm.
@@ -280,7 +323,7 @@ def mnist_embedding(
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), "test": ("test_batch.bin",)}
-# Per-channel normalisation of the authors' code (SPEC §6), applied to pixels in [0, 1].
+# Per-channel normalisation of the authors' public code, applied to pixels in [0, 1].
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 _CIFAR10_OFFLINE = (

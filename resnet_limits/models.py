@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
+    "depth_capacity",
     "ACTIVATIONS",
     "DELTA_MODES",
     "INITS",
@@ -29,7 +30,6 @@ __all__ = [
     "ResNet",
     "ResNetParams",
     "SMOOTH_FREQUENCIES",
-    "brownian_params",
     "effective_delta",
     "forward",
     "forward_to_depth",
@@ -58,7 +58,7 @@ class Activation(NamedTuple):
 
 
 def _csoftplus(x):
-    # 2 (softplus(x) - log 2): sigma(0) = 0, sigma'(0) = 1, sigma''(0) = 1/2 (SPEC §1).
+    # 2 (softplus(x) - log 2): sigma(0) = 0, sigma'(0) = 1, sigma''(0) = 1/2 (SP Assumption 4.2 with sigma''(0) != 0).
     return 2.0 * (jax.nn.softplus(x) - math.log(2.0))
 
 
@@ -71,8 +71,10 @@ ACTIVATIONS: dict[str, Activation] = {
     "csoftplus": Activation(
         "csoftplus", _csoftplus, lambda x: 2.0 * jax.nn.sigmoid(x), 0.5, True
     ),
+    # the plain softplus log(1 + e^x): sigma(0) = log 2, sigma'(0) = 1/2, sigma''(0) = 1/4; not
+    # centred, so outside the limit theory's assumptions (csoftplus is its centred, rescaled form)
+    "softplus": Activation("softplus", jax.nn.softplus, jax.nn.sigmoid, 0.25, False),
 }
-ACTIVATIONS["softplus"] = ACTIVATIONS["csoftplus"]  # alias, same centred function
 
 INITS = ("xavier-depth", "xavier", "brownian", "iid", "smooth")
 #: Frequencies 1..F of the ``smooth`` initialisation (with the constant: 2F + 1 Fourier modes).
@@ -233,7 +235,7 @@ def forward_to_depth(
 
 
 def mse(pred: jax.Array, target: jax.Array) -> jax.Array:
-    """Mean squared error, mean over batch and coordinates (SPEC §6)."""
+    """Mean squared error, mean over batch and coordinates (SP §3.1; the authors' public code)."""
     return jnp.mean((pred - target) ** 2)
 
 
@@ -287,7 +289,8 @@ def init_params(
     branch_exponent: Optional[float] = None,
     dtype=jnp.float32,
 ) -> ResNetParams:
-    """Initial weights of SP eq. 1 (SPEC §6; issue 12 for ``iid``, ``smooth`` and ``branch_exponent``).
+    """Initial weights of SP eq. 1 (the authors' public code; ``iid``, ``smooth`` and ``branch_exponent``
+    for the depth-parametrisation study, beyond the papers).
 
     - ``xavier-depth`` (the authors' default, s = ``scale``):
       A_{k,ij} ~ N(0, (s/(L d))^2), b_{k,i} ~ N(0, (s/(L sqrt d))^2).
@@ -334,8 +337,8 @@ def layer_weights(kA, kb, t: jax.Array, width: int, s_A, s_b, *, smooth: bool, d
 
 
 def init_scales(depth: int, width: int, init: str = "xavier-depth", scale: float = 0.01) -> tuple[float, float]:
-    """Standard deviations (s_A, s_b) of the weights that :func:`init_params` draws (SPEC §6); for
-    ``smooth`` those of its Fourier coefficients (and of every weight)."""
+    """Standard deviations (s_A, s_b) of the weights that :func:`init_params` draws (the authors'
+    public code; SP Remark 2.1); for ``smooth`` those of its Fourier coefficients (and of every weight)."""
     L, d = depth, width
     if init == "xavier-depth":
         return scale / (L * d), scale / (L * math.sqrt(d))
@@ -346,6 +349,21 @@ def init_scales(depth: int, width: int, init: str = "xavier-depth", scale: float
     if init in ("iid", "smooth"):
         return 1.0 / math.sqrt(d), 1.0 / math.sqrt(d)
     raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
+
+
+def depth_capacity(depth: int) -> int:
+    """Capacity C >= L in which a depth-L network's weights are stacked for
+    :func:`forward_to_depth`: 64, 256, 1024, then the next power of two.
+
+    A quick grid (L <= 1,000) needs 3 programs, the full grid (L <= 10,321) 7, and a network never
+    pays for more than 4x (L < 1,024) or 2x its depth in the cheap per-slot work of padded layers.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    for c in (64, 256, 1024):
+        if depth <= c:
+            return c
+    return 1 << (depth - 1).bit_length()
 
 
 def pad_params(params: ResNetParams, capacity: int) -> ResNetParams:
@@ -361,20 +379,6 @@ def pad_params(params: ResNetParams, capacity: int) -> ResNetParams:
     if delta is not None and delta.ndim == 1:
         delta = pad(delta)
     return ResNetParams(pad(params.A), pad(params.b), delta)
-
-
-def brownian_params(dW_A: jax.Array, dW_b: jax.Array, delta_mode: str = "none") -> ResNetParams:
-    """A network whose weights are given Brownian increments (SP Remark 2.1).
-
-    ``dW_A``: (L, d, d), ``dW_b``: (L, d): A_k = W^A_{(k+1)/L} - W^A_{k/L}, etc.
-    """
-    L = dW_A.shape[0]
-    delta = None
-    if delta_mode == "shared":
-        delta = jnp.asarray(1.0, dW_A.dtype)
-    elif delta_mode == "per-layer":
-        delta = jnp.ones((L,), dW_A.dtype)
-    return ResNetParams(dW_A, dW_b, delta)
 
 
 class ResNet(nn.Module):

@@ -26,12 +26,14 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from resnet_limits.config import SweepConfig
 from resnet_limits.errors import UsageError
 from resnet_limits.models import ACTIVATIONS, DELTA_MODES, ResNetParams
 from resnet_limits.sweeps.folder import record_config, save_depth
 
 __all__ = [
     "IMPORTED",
+    "NonFiniteError",
     "TORCH_HINT",
     "find_sources",
     "from_arrays",
@@ -47,6 +49,7 @@ __all__ = [
 IMPORTED = "imported"  # the ``dataset`` of an imported run's config.json
 TORCH_HINT = 'reading the authors\' .p files needs PyTorch: pip install "resnet-limits[torch]"'
 _N_PROBE = 256  # probe inputs of an imported run (its ``n_test``)
+_TORCH_FILES = {"A": "A.p", "b": "b.p", "delta": "C.p"}  # the authors' file of each tensor
 
 
 # ------------------------------------------------------------------ arrays ----------
@@ -96,7 +99,7 @@ def from_arrays(A: Any, b: Any, delta: Any = None, *, row_convention: bool = Fal
     With ``row_convention`` the network computes ``sigma(h @ A_k + b_k)`` (as PyTorch code
     usually does) and ``A_k`` is transposed to the column convention ``sigma(A_k h + b_k)`` of
     SP eq. 1. Returns numpy arrays (A, b float32 or wider, as given); :class:`UsageError` for
-    any shape that is not a network.
+    any shape that is not a network, :class:`NonFiniteError` (one) for NaN or Inf weights.
     """
     A = _stack_layers(A, "A")
     b = _stack_layers(b, "b")
@@ -107,7 +110,39 @@ def from_arrays(A: Any, b: Any, delta: Any = None, *, row_convention: bool = Fal
         raise UsageError(f"b must have shape (L, d) = ({L}, {d}) to match A, got {b.shape}")
     if row_convention:
         A = np.swapaxes(A, 1, 2)
-    return ResNetParams(np.ascontiguousarray(A), b.reshape(L, d), _delta_array(delta, L))
+    net = ResNetParams(np.ascontiguousarray(A), b.reshape(L, d), _delta_array(delta, L))
+    _check_finite(net, f"the network of depth {L}")
+    return net
+
+
+class NonFiniteError(UsageError):
+    """A network's weights hold NaN or Inf; ``tensor`` is the one named (``A``, ``b`` or ``delta``),
+    so that a reader of per-tensor files can name the file."""
+
+    def __init__(self, message: str, tensor: str):
+        super().__init__(message)
+        self.tensor = tensor
+
+
+def _check_finite(net: ResNetParams, network: str) -> None:
+    """:class:`NonFiniteError` naming the tensor and the layer k (0..L-1) of the first NaN or Inf
+    of one network (A (L, d, d), b (L, d), delta () or (L,)); ``network`` says which network."""
+    for name in ("A", "b", "delta"):
+        x = getattr(net, name)
+        if x is None:
+            continue
+        x = np.asarray(x)
+        bad = ~np.isfinite(x)
+        if not bad.any():
+            continue
+        first = tuple(np.argwhere(bad)[0])
+        value = float(x[first])
+        where = (f"{name} has a non-finite value ({value}) in layer {first[0]} of {network}" if x.ndim
+                 else f"{name}, shared by all layers of {network}, is not finite ({value})")
+        count = int(bad.sum())
+        more = f" ({count} non-finite values in all)" if count > 1 else ""
+        raise NonFiniteError(f"{where}{more}; a network with NaN or Inf weights cannot be imported: "
+                             "fix it or leave it out", name)
 
 
 def stack_networks(nets: Sequence[ResNetParams]) -> ResNetParams:
@@ -166,6 +201,8 @@ def read_torch(folder) -> ResNetParams:
     delta = _torch_load(w / "C.p") if (w / "C.p").is_file() else None
     try:
         return from_arrays(A, b, delta, row_convention=True)
+    except NonFiniteError as e:  # name the file that holds the tensor
+        raise UsageError(f"{w / _TORCH_FILES[e.tensor]}: {e}") from None
     except UsageError as e:
         raise UsageError(f"{w}: {e}") from None
 
@@ -250,7 +287,8 @@ def write_run(
     ``n_test``/``data_seed`` for :func:`probe_inputs`. Each depth's ``.json`` records its
     ``seeds``, ``imported: true`` (no losses: nothing was trained here) and, if given,
     ``depth_sources[L]`` (where each of its networks came from) as ``source``. An existing folder
-    must be empty or an import with the same settings; :class:`UsageError` otherwise.
+    must be empty or an import with the same settings; :class:`UsageError` otherwise, and for
+    weights with NaN or Inf (everything is checked before anything is written).
     """
     _check_names(activation, delta_mode)
     if not networks:
@@ -264,16 +302,22 @@ def write_run(
         if (net.delta is None) != (want is None) or (want is not None and np.ndim(net.delta) != want):
             shape = None if net.delta is None else np.shape(net.delta)
             raise UsageError(f"the delta of depth {L} has shape {shape}, which delta mode {delta_mode!r} cannot use")
+        names = list((depth_sources or {}).get(L) or ())
+        for s, one in enumerate(zip(net.A, net.b, [None] * len(net.A) if net.delta is None else net.delta)):
+            try:
+                _check_finite(ResNetParams(*one), f"network {s} of depth {L}")
+            except NonFiniteError as e:
+                raise UsageError(f"{names[s]}: {e}" if s < len(names) else str(e)) from None
         stacked[int(L)] = net
     widths = sorted({int(np.shape(n.A)[-1]) for n in stacked.values()})
     if len(widths) > 1:
         raise UsageError(f"the networks have different widths {widths}; import each width into its own folder")
     sources = [str(source)] if isinstance(source, (str, Path)) else [str(s) for s in source]
-    cfg = {
-        "dataset": IMPORTED, "source": sources, "activation": activation, "delta_mode": delta_mode,
-        "width": widths[0], "seeds": max(int(np.shape(n.A)[0]) for n in stacked.values()),
-        "n_test": _N_PROBE, "data_seed": 0, "depths": sorted(stacked),
-    }
+    cfg = SweepConfig(
+        preset=IMPORTED, dataset=IMPORTED, source=tuple(sources), activation=activation, delta_mode=delta_mode,
+        width=widths[0], seeds=max(int(np.shape(n.A)[0]) for n in stacked.values()), n_test=_N_PROBE,
+        data_seed=0, depths=tuple(sorted(stacked)),
+    )
     out = Path(out)
     record_config(out, cfg)
     for L, net in sorted(stacked.items()):
@@ -308,13 +352,13 @@ def import_weights(
                      source=[str(Path(s).absolute()) for s in sources], depth_sources=where)
 
 
-def probe_inputs(cfg: Mapping[str, Any], n: int) -> np.ndarray:
+def probe_inputs(cfg: SweepConfig, n: int) -> np.ndarray:
     """``n`` inputs (n, d) for an imported run (no data of its own): the inputs of the synthetic
-    task (SPEC §6; x ~ U[-1, 1]^d scaled to unit norm, as the authors' out-of-sample probes),
+    task (SP §3.1; x ~ U[-1, 1]^d scaled to unit norm, as the authors' out-of-sample probes),
     deterministic from the run's ``data_seed``."""
     import jax
 
     from resnet_limits.data import synthetic
 
-    key = jax.random.PRNGKey(int(cfg.get("data_seed", 0)))
-    return np.asarray(synthetic(key, 0, int(n), int(cfg["width"])).x_test)
+    key = jax.random.PRNGKey(int(cfg.data_seed))
+    return np.asarray(synthetic(key, 0, int(n), int(cfg.width)).x_test)

@@ -3,16 +3,19 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-MNIST_DIR = SHARED / "data" / "mnist"
+from resnet_limits.config import MNIST_DIR_ENV
 
 
 @pytest.fixture(scope="session")
 def mnist_dir():
-    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
-        pytest.skip("../shared/data/mnist not present")
-    return MNIST_DIR
-
+    """A folder of MNIST's idx ``.gz`` files, from ``$RESNET_LIMITS_MNIST_DIR``; the test is skipped
+    (saying why) without one. ``.ci/run`` sets it when a data folder lies beside the clone."""
+    folder = os.environ.get(MNIST_DIR_ENV)
+    if not folder:
+        pytest.skip(f"MNIST not given: set {MNIST_DIR_ENV} to a folder of MNIST's idx .gz files")
+    if not (Path(folder) / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"{MNIST_DIR_ENV}={folder} holds no t10k-images-idx3-ubyte.gz")
+    return Path(folder)
 
 
 def pytest_configure(config):

@@ -1,4 +1,4 @@
-"""Tests of resnet_limits.backprop (AA §5, SPEC §5)."""
+"""Tests of resnet_limits.backprop (AA §5, Thms 4, 5)."""
 
 from __future__ import annotations
 

@@ -5,36 +5,37 @@ import sys
 import pytest
 
 from resnet_limits.cli import main
-from resnet_limits.sweeps import make_config, run_sweep
+from resnet_limits.config import sweep_config
+from resnet_limits.sweeps import run_sweep
 
 SWEEP = ["sweep", "tanh-synthetic", "--out", "{d}"]
 # every bad input of the CLI: (argv, the part of the one line it must print)
 BAD = [
     (["sweep", "nope", "--out", "{d}"], "unknown preset 'nope'; choose from tanh-synthetic"),
-    ([*SWEEP, "--activation", "sin"], "unknown activation 'sin'"),
+    ([*SWEEP, "--activation", "sin"], "argument --activation: invalid choice: 'sin'"),
     ([*SWEEP, "--depths", "0", "3"], "depth must be >= 1, got 0"),
     ([*SWEEP, "--depths", "-3", "4"], "depth must be >= 1, got -3"),
     ([*SWEEP, "--depths", "abc"], "argument --depths: invalid int value: 'abc'"),
     ([*SWEEP, "--min-depth", "0"], "depth must be >= 1"),
-    ([*SWEEP, "--max-depth", "-5"], "argument --max-depth: depth must be >= 1, got -5"),
+    ([*SWEEP, "--max-depth", "-5"], "max depth -5 is below min depth 3"),
     ([*SWEEP, "--min-depth", "9", "--max-depth", "7"], "max depth 7 is below min depth 9"),
     ([*SWEEP, "--min-depth", "7", "--max-depth", "7"], "has no depth between 7 and 7"),
-    ([*SWEEP, "--depth-base", "1"], "argument --depth-base: depth base must be > 1, got 1"),
+    ([*SWEEP, "--depth-base", "1"], "depth base must be > 1, got 1.0"),
     ([*SWEEP, "--depth-base", "0.5"], "depth base must be > 1, got 0.5"),
     ([*SWEEP, "--depth-base", "nan"], "depth base must be > 1, got nan"),
-    ([*SWEEP, "--seeds", "0"], "argument --seeds: seeds must be >= 1, got 0"),
-    ([*SWEEP, "--seed", "-1"], "argument --seed: seed must be in 0..4294967295, got -1"),
+    ([*SWEEP, "--seeds", "0"], "seeds must be >= 1, got 0"),
+    ([*SWEEP, "--seed", "-1"], "seed must be in 0..4294967295, got -1"),
     ([*SWEEP, "--seed", "4294967296"], "seed must be in 0..4294967295"),
     ([*SWEEP, "--lr", "0"], "learning rate must be positive"),
     ([*SWEEP, "--lr", "-0.1"], "learning rate must be positive"),
     ([*SWEEP, "--lr", "inf"], "learning rate must be positive, got inf"),
     ([*SWEEP, "--lr", "nan"], "learning rate must be positive, got nan"),
-    ([*SWEEP, "--lr", "fast"], "learning rate must be a number, got 'fast'"),
-    ([*SWEEP, "--batch-size", "0"], "argument --batch-size: batch size must be >= 1, got 0"),
+    ([*SWEEP, "--lr", "fast"], "argument --lr: must be a number, got 'fast'"),
+    ([*SWEEP, "--batch-size", "0"], "batch size must be >= 1, got 0"),
     ([*SWEEP, "--batch-size", "5000"], "larger than the training set"),
-    ([*SWEEP, "--epochs", "0"], "argument --epochs: epochs must be >= 1, got 0"),
-    ([*SWEEP, "--max-updates", "0"], "argument --max-updates: max updates must be >= 1, got 0"),
-    ([*SWEEP, "--epsilon", "-1"], "argument --epsilon: epsilon must be >= 0, got -1"),
+    ([*SWEEP, "--epochs", "0"], "epochs must be >= 1, got 0"),
+    ([*SWEEP, "--max-updates", "0"], "max updates must be >= 1, got 0"),
+    ([*SWEEP, "--epsilon", "-1"], "epsilon must be >= 0, got -1"),
     ([*SWEEP, "--epsilon", "nan"], "epsilon must be >= 0, got nan"),
     ([*SWEEP, "--optimizer", "rmsprop"], "argument --optimizer: invalid choice"),
     ([*SWEEP, "--data-dir", "{d}"], "a data folder is only read by the MNIST presets"),
@@ -82,7 +83,7 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, argv, message):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("tiny") / "run"
-    run_sweep(make_config("tanh-synthetic", seeds=2, epochs=1, max_updates=2, depths=[2]), run, progress=False)
+    run_sweep(sweep_config("tanh-synthetic", seeds=2, epochs=1, max_updates=2, depths=[2]), run, progress=False)
     return run
 
 
@@ -98,7 +99,7 @@ def test_limits_checks_its_numbers_against_the_run(tiny_run, capsys, argv, messa
 
 
 def test_folder_of_another_configuration_via_cli(tmp_path, capsys):
-    run_sweep(make_config("tanh-synthetic", seeds=1, epochs=1, max_updates=2, depths=[2]), tmp_path, progress=False)
+    run_sweep(sweep_config("tanh-synthetic", seeds=1, epochs=1, max_updates=2, depths=[2]), tmp_path, progress=False)
     code = main(["sweep", "relu-synthetic", "--out", str(tmp_path), "--depths", "2", "--seeds", "1"])
     err = capsys.readouterr().err
     assert code == 2 and "made by another configuration" in err and err.count("\n") == 1
@@ -125,16 +126,3 @@ def test_sweep_command_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 depths finished" in out and "this process trained 2: 2 5" in out
     assert (tmp_path / "depths" / "L00005.npz").exists()
-
-
-def test_compile_cache_writes_programs(tmp_path):
-    """`enable_compile_cache` (on by default in the CLI) stores compiled programs in its folder."""
-    code = (
-        "from resnet_limits.cli import enable_compile_cache\n"
-        "import jax, jax.numpy as jnp\n"
-        "enable_compile_cache()\n"
-        "jax.jit(lambda x: jnp.sin(x) * 2)(jnp.ones(3)).block_until_ready()\n"
-    )
-    env = dict(os.environ, RESNET_LIMITS_CACHE=str(tmp_path / "cache"))
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
-    assert any((tmp_path / "cache").iterdir())

@@ -10,7 +10,9 @@ import jax
 import numpy as np
 import pytest
 
+from helpers import load_depth
 from resnet_limits import sweeps
+from resnet_limits.config import sweep_config
 from resnet_limits.analysis import analyze_run, format_analysis
 from resnet_limits.cli import main
 from resnet_limits.conv import CONFIGS, block_kernels, init_conv_params
@@ -22,14 +24,14 @@ TINY = dict(mock_data=48, width=8, epochs=1, batch_size=16)
 
 
 def test_config_defaults_and_bad_input():
-    cfg = sweeps.make_conv_config()
-    assert cfg["depths"] == list(CONFIGS) and cfg["dataset"] == "cifar10"
-    assert (cfg["n_train"], cfg["n_test"], cfg["epochs"], cfg["lr"], cfg["batch_size"]) == (50000, 10000, 200, 0.1, 128)
-    mock = sweeps.make_conv_config(mock_data=512, depths=[11, 8])
-    assert (mock["n_train"], mock["n_test"], mock["depths"]) == (512, 102, [8, 11])
+    cfg = sweep_config("conv-cifar10")
+    assert cfg.depths == tuple(CONFIGS) and cfg.dataset == "cifar10"
+    assert (cfg.n_train, cfg.n_test, cfg.epochs, cfg.lr, cfg.batch_size) == (50000, 10000, 200, 0.1, 128)
+    mock = sweep_config("conv-cifar10", mock_data=512, depths=[11, 8])
+    assert (mock.n_train, mock.n_test, mock.depths) == (512, 102, (8, 11))
     for bad in (dict(depths=[9]), dict(mock_data=64), dict(seeds=3), dict(mock_data=64, batch_size=16, data_dir="x")):
         with pytest.raises(UsageError) as e:
-            sweeps.make_conv_config(**bad)
+            sweep_config("conv-cifar10", **bad)
         assert "\n" not in str(e.value)
 
 
@@ -94,9 +96,9 @@ def test_analysis_of_an_untrained_conv_folder(tmp_path):
     from resnet_limits.sweeps.folder import record_config, save_depth
 
     out = tmp_path / "run"
-    cfg = sweeps.make_conv_config(depths=[8, 11], **TINY)
+    cfg = sweep_config("conv-cifar10", depths=[8, 11], **TINY)
     record_config(out, dict(cfg, data_info={"dataset": "cifar10-mock", "split": "none"}))
-    for L in cfg["depths"]:
+    for L in cfg.depths:
         p = init_conv_params(jax.random.PRNGKey(L), L, 8)
         save_depth(out, L, flatten_params(p), {"depth": L, "epochs": 0, "test_error": 0.9, "parameters": 1})
     r = analyze_run(out, progress=False, figures=False)
@@ -111,12 +113,12 @@ def test_analysis_of_an_untrained_conv_folder(tmp_path):
 @pytest.mark.slow
 def test_tiny_conv_sweep_and_analysis_end_to_end(tmp_path):
     out = tmp_path / "run"
-    cfg = sweeps.make_conv_config(depths=[8, 11], **TINY)
+    cfg = sweep_config("conv-cifar10", depths=[8, 11], **TINY)
     rep = sweeps.run_conv_sweep(cfg, out, progress=False)
     assert rep.finished == [8, 11] and not list((out / "depths").glob("*.ckpt"))
     saved = json.loads((out / "config.json").read_text())
     assert saved["data_info"]["dataset"] == "cifar10-mock" and saved["n_train"] == 48
-    params, m = sweeps.load_conv_depth(out, 8)
+    params, m = load_depth(out, 8)
     assert m["epochs"] == 1 and len(m["test_accuracy"]) == 1 and m["resumed_from"] == 0
     assert m["test_error"] == pytest.approx(1 - m["test_accuracy"][-1]) and "sha256" in m
     assert params["stage1"]["rest_A"].shape == (1, 3, 3, 8, 8)
@@ -132,7 +134,7 @@ def test_tiny_conv_sweep_and_analysis_end_to_end(tmp_path):
     assert json.loads((out / "analysis.json").read_text())["alpha"] == pytest.approx(r["alpha"])
     assert "alpha" in format_analysis(r)
     # a rerun trains nothing
-    assert sweeps.run_conv_sweep(sweeps.make_conv_config(depths=[8, 11], **TINY), out, progress=False).trained == []
+    assert sweeps.run_conv_sweep(sweep_config("conv-cifar10", depths=[8, 11], **TINY), out, progress=False).trained == []
 
 
 @pytest.mark.slow
@@ -143,7 +145,7 @@ def test_killed_conv_depth_resumes_at_its_last_checkpoint(tmp_path, monkeypatch)
 
     cfg = dict(TINY, epochs=2, mock_data=32)
     ref = tmp_path / "ref"
-    sweeps.run_conv_sweep(sweeps.make_conv_config(depths=[8], **cfg), ref, progress=False)
+    sweeps.run_conv_sweep(sweep_config("conv-cifar10", depths=[8], **cfg), ref, progress=False)
     real = tconv.train_conv
 
     def killed(*a, **k):
@@ -156,11 +158,11 @@ def test_killed_conv_depth_resumes_at_its_last_checkpoint(tmp_path, monkeypatch)
     monkeypatch.setattr(sweeps.conv, "train_conv", killed)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        sweeps.run_conv_sweep(sweeps.make_conv_config(depths=[8], **cfg), out, progress=False)
+        sweeps.run_conv_sweep(sweep_config("conv-cifar10", depths=[8], **cfg), out, progress=False)
     assert (out / "depths" / "L00008.ckpt").is_dir() and sweeps.finished_depths(out) == []
     monkeypatch.setattr(sweeps.conv, "train_conv", real)
-    sweeps.run_conv_sweep(sweeps.make_conv_config(depths=[8], **cfg), out, progress=False)
-    (a, ma), (b, mb) = sweeps.load_conv_depth(out, 8), sweeps.load_conv_depth(ref, 8)
+    sweeps.run_conv_sweep(sweep_config("conv-cifar10", depths=[8], **cfg), out, progress=False)
+    (a, ma), (b, mb) = load_depth(out, 8), load_depth(ref, 8)
     assert ma["resumed_from"] == 1 and mb["resumed_from"] == 0
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)

@@ -15,28 +15,6 @@ from resnet_limits.errors import UsageError
 FLAG = "--xla_force_host_platform_device_count"
 
 
-def test_default_is_one_device_per_core_at_most_the_runs(monkeypatch):
-    monkeypatch.setattr(cli, "usable_cores", lambda: 2)
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
-    assert cli.use_host_devices(None, runs=5) == 2
-    assert os.environ["XLA_FLAGS"] == f"--xla_cpu_multi_thread_eigen=false {FLAG}=2"
-    monkeypatch.setattr(cli, "usable_cores", lambda: 16)
-    monkeypatch.delenv("XLA_FLAGS")
-    assert cli.use_host_devices(None, runs=5) == 5
-    assert os.environ["XLA_FLAGS"] == f"{FLAG}=5"
-
-
-def test_one_device_adds_no_flag_and_the_users_flag_wins(monkeypatch):
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
-    assert cli.use_host_devices(1) == 1
-    assert "XLA_FLAGS" not in os.environ or FLAG not in os.environ["XLA_FLAGS"]
-    monkeypatch.setenv("XLA_FLAGS", f"{FLAG}=3")
-    cli.use_host_devices(2)
-    assert os.environ["XLA_FLAGS"] == f"{FLAG}=3"
-    with pytest.raises(UsageError, match="devices must be >= 1"):
-        cli.use_host_devices(0)
-
-
 def test_bad_devices_is_one_line(capsys):
     assert cli.main(["sweep", "tanh-synthetic", "--out", "/tmp/never", "--devices", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

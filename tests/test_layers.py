@@ -1,21 +1,79 @@
-"""Layer 1 of DESIGN.md (the mathematics) pulls in no plotting, progress bars or argument parsing.
+"""The layers of ``docs/architecture.md``: imports go down, layer 1 stays pure, the page is true.
 
-JAX itself imports ``argparse`` (through ``unittest``), so the check runs in a fresh interpreter
-that imports the third-party dependencies first, forgets the impure modules they loaded, and
-then imports each layer-1 module: ``matplotlib`` and ``tqdm`` must not appear at all, and no
-file of ``resnet_limits`` may be the one importing any of the three. (Imports inside function
-bodies run later; ``../shared/tools/check_layers.py`` reads those in the source.)
+Two checks: the imports written in every module's source (an import of a higher layer, or of
+matplotlib, tqdm or argparse in layer 1, is a fault), and what importing layer 1 actually loads
+(JAX itself imports ``argparse`` through ``unittest``, so that check runs in a fresh interpreter
+that imports the third-party dependencies first and then watches which file of ours pulls in an
+impure module).
 """
 
-import importlib.util
+import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import resnet_limits
 
-LAYER1 = ("models", "conv", "limits", "backprop", "scaling")
+PKG = Path(resnet_limits.__file__).parent
+PAGE = PKG.parent / "docs" / "architecture.md"
+LAYERS = {"errors": 0}
+LAYERS.update(dict.fromkeys(("models", "conv", "limits", "backprop", "scaling", "nested"), 1))
+LAYERS.update(dict.fromkeys(("config", "data", "training", "sweeps", "weights", "run", "runtime"), 2))
+LAYERS.update(dict.fromkeys(("analysis", "plotting", "studies"), 3))
+LAYERS.update(dict.fromkeys(("cli", "reproduce"), 4))
 IMPURE = ("matplotlib", "tqdm", "argparse")
+
+
+def _imported(node) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module:
+        if node.module == "resnet_limits":
+            return [f"resnet_limits.{a.name}" for a in node.names]
+        return [node.module]
+    return []
+
+
+def _top(f: Path) -> str:
+    return f.relative_to(PKG).parts[0].removesuffix(".py")
+
+
+def layer_faults() -> list[str]:
+    """Every import that goes up a layer, or brings an impure module into layer 1."""
+    out = []
+    for f in sorted(PKG.rglob("*.py")):
+        top = _top(f)
+        if top == "__init__":
+            continue
+        layer = LAYERS.get(top)
+        if layer is None:
+            out.append(f"{f}: in no layer of docs/architecture.md")
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            for name in _imported(node):
+                if layer == 1 and name.split(".")[0] in IMPURE:
+                    out.append(f"{f}:{node.lineno}: layer 1 imports {name}")
+                if name.startswith("resnet_limits."):
+                    target = LAYERS.get(name.split(".")[1], 0)
+                    if target > layer:
+                        out.append(f"{f}:{node.lineno}: layer {layer} imports {name} (layer {target})")
+    return out
+
+
+def test_imports_go_down_and_layer_1_is_pure():
+    assert layer_faults() == []
+
+
+def test_the_architecture_page_names_every_module_in_its_layer():
+    page = {}
+    for row in re.findall(r"^\| (\d)\. [^|]+\| ([^|]+)\|", PAGE.read_text(), flags=re.M):
+        for name in re.findall(r"`(\w+)`", row[1]):
+            page[name] = int(row[0])
+    assert page == LAYERS
+    modules = {_top(f) for f in PKG.rglob("*.py")} - {"__init__"}
+    assert modules == set(LAYERS), "a module is missing from docs/architecture.md (or the page names one that is gone)"
+
 
 _CHECK = """
 import importlib, sys, traceback
@@ -45,11 +103,10 @@ print("\\n".join(faults))
 """
 
 
-def test_layer1_imports_no_matplotlib_tqdm_or_argparse():
-    present = [m for m in LAYER1 if importlib.util.find_spec(f"resnet_limits.{m}") is not None]
-    assert {"models", "limits", "backprop", "scaling"} <= set(present)
+def test_importing_layer_1_loads_no_matplotlib_tqdm_or_argparse():
+    layer1 = [m for m, layer in LAYERS.items() if layer == 1]
     script = _CHECK.format(impure=IMPURE, never=("matplotlib", "tqdm"))
-    pkg = str(Path(resnet_limits.__file__).parent)
-    out = subprocess.run([sys.executable, "-c", script, pkg, *present], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", script, str(PKG), *layer1], capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "", out.stdout

@@ -1,4 +1,4 @@
-"""Tests of resnet_limits.limits: paths, Q, the ODE/SDE limit solvers (SPEC §4)."""
+"""Tests of resnet_limits.limits: paths, Q, the ODE/SDE limit solvers (SP §4; AA §4)."""
 
 import math
 
@@ -87,7 +87,7 @@ def test_path_as_diffrax_control_in_controlterm():
 
 
 def test_ito_not_stratonovich_scalar():
-    # dH = H dW: Ito solution exp(W - t/2), Stratonovich exp(W) (SPEC §4 warning).
+    # dH = H dW: Ito solution exp(W - t/2), Stratonovich exp(W); SP eq. 15 is an Ito SDE.
     n = 2**13
 
     def one(k):

@@ -84,6 +84,20 @@ def test_activation_properties():
         get_activation("sin")
 
 
+def test_softplus_is_the_true_softplus_with_its_own_derivatives():
+    act = get_activation("softplus")
+    assert act.name == "softplus" and act.fn is not get_activation("csoftplus").fn
+    x = np.linspace(-20.0, 20.0, 81)
+    np.testing.assert_allclose(act.fn(jnp.asarray(x, jnp.float32)), np.log1p(np.exp(x)), rtol=1e-6, atol=1e-7)
+    # the recorded derivatives against central differences of log(1 + e^x) in float64
+    f = lambda z: np.logaddexp(0.0, z)  # noqa: E731
+    z, h = np.linspace(-3.0, 3.0, 13), 1e-5
+    np.testing.assert_allclose(act.d1(jnp.asarray(z, jnp.float32)), (f(z + h) - f(z - h)) / (2 * h), rtol=1e-5)
+    h = 1e-3
+    assert act.d2_at_0 == pytest.approx((f(h) - 2 * f(0.0) + f(-h)) / h**2, rel=1e-5)
+    assert act.d2_at_0 == 0.25 and not act.smooth  # sigma(0) = log 2, sigma'(0) = 1/2: not centred
+
+
 def test_init_statistics():
     L, d = 400, 10
     p = init_params(jax.random.PRNGKey(0), L, d, init="brownian", delta_mode="none")

@@ -1,4 +1,4 @@
-"""Depth parametrisations (issue 12): fixed delta = L^-a, the learning-rate depth rule, the iid and
+"""Depth parametrisations (beyond the papers): fixed delta = L^-a, the learning-rate depth rule, the iid and
 smooth initialisations, the limit chosen by the regime, and the sweep's CLI flags."""
 
 import dataclasses
@@ -16,7 +16,9 @@ from resnet_limits.limits import brownian_qv, estimate_qv, weight_paths
 from resnet_limits.limits.regime_limit import limit_on_weights
 from resnet_limits.models import fourier_modes, init_params, pad_params
 from resnet_limits.scaling import loglog_fit, table1
-from resnet_limits.sweeps import load_config, load_depth, make_config, run_sweep
+from helpers import load_depth
+from resnet_limits.config import sweep_config
+from resnet_limits.sweeps import load_config, run_sweep
 from resnet_limits.training.fc import (
     TrainConfig,
     _bucket_programs,
@@ -188,13 +190,14 @@ def test_hypothesis_1_limit_is_the_neural_ode_at_rate_one_over_L():
 # ------------------------------------------------------------------ sweeps and the CLI ------
 
 def test_default_configuration_is_unchanged_and_fixed_is_recorded(tmp_path):
-    assert not {"parametrization", "branch_exponent", "ref_depth"} & set(make_config("tanh-synthetic"))
-    assert make_config("tanh-synthetic", parametrization="learned-delta") == make_config("tanh-synthetic")
-    cfg = make_config("tanh-synthetic", seeds=2, epochs=1, max_updates=3, depths=[3, 12],
+    default = sweep_config("tanh-synthetic")
+    assert (default.parametrization, default.branch_exponent, default.ref_depth) == ("learned-delta", None, None)
+    assert sweep_config("tanh-synthetic", parametrization="learned-delta") == default
+    cfg = sweep_config("tanh-synthetic", seeds=2, epochs=1, max_updates=3, depths=[3, 12],
                       parametrization="fixed", branch_exponent=1.0, ref_depth=3, optimizer="sgd", init="iid")
     run_sweep(cfg, tmp_path, progress=False)
     saved = load_config(tmp_path)
-    assert (saved["parametrization"], saved["branch_exponent"], saved["ref_depth"]) == ("fixed", 1.0, 3)
+    assert (saved.parametrization, saved.branch_exponent, saved.ref_depth) == ("fixed", 1.0, 3)
     for L in (3, 12):
         params, metrics = load_depth(tmp_path, L)
         np.testing.assert_allclose(metrics["lr"], [0.01 * L / 3] * 2, rtol=1e-6)  # SGD, a = 1: eta L/L0
@@ -219,10 +222,13 @@ SWEEP = ["sweep", "tanh-synthetic", "--out", "{d}", "--depths", "3"]
 
 @pytest.mark.parametrize("argv,message", [
     ([*SWEEP, "--parametrization", "frozen"], "argument --parametrization: invalid choice: 'frozen'"),
-    ([*SWEEP, "--branch-exponent", "nan"], "branch exponent must be a finite number >= 0, got nan"),
-    ([*SWEEP, "--branch-exponent", "inf"], "branch exponent must be a finite number >= 0, got inf"),
-    ([*SWEEP, "--branch-exponent", "half"], "branch exponent must be a number, got 'half'"),
-    ([*SWEEP, "--ref-depth", "0"], "argument --ref-depth: reference depth must be >= 1, got 0"),
+    ([*SWEEP, "--parametrization", "fixed", "--branch-exponent", "nan"],
+     "branch exponent must be a finite number >= 0, got nan"),
+    ([*SWEEP, "--parametrization", "fixed", "--branch-exponent", "inf"],
+     "branch exponent must be a finite number >= 0, got inf"),
+    ([*SWEEP, "--branch-exponent", "half"], "argument --branch-exponent: must be a number, got 'half'"),
+    ([*SWEEP, "--parametrization", "fixed", "--branch-exponent", "1", "--ref-depth", "0"],
+     "reference depth must be >= 1, got 0"),
     ([*SWEEP, "--lr-depth-exponent", "inf"], "learning-rate depth exponent must be finite, got inf"),
     ([*SWEEP, "--init", "gaussian"], "argument --init: invalid choice: 'gaussian'"),
     ([*SWEEP, "--parametrization", "fixed"], "the fixed parametrization needs a branch exponent"),

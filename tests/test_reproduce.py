@@ -19,7 +19,7 @@ from resnet_limits.errors import UsageError
 from resnet_limits.limits import linear_case_name, linear_ode_expected_slope
 from resnet_limits.studies.convergence import CASES
 from resnet_limits.studies.table4 import PAPER_TABLE4
-from resnet_limits.sweeps import CONV_PRESETS, PRESETS, make_config, make_conv_config
+from resnet_limits.config import MNIST_DIR_ENV, PRESETS, sweep_config
 
 REGISTRY = rp.registry()
 TINY_SWEEP = "{ depths = [2, 3, 4], seeds = 2, epochs = 1, max_updates = 2 }"
@@ -40,10 +40,9 @@ def test_each_experiment_names_an_existing_preset_or_study(name):
     for mode in ("quick", "full"):
         args = rp._arguments(e, mode, {}, None)
         if e.kind == "sweep":
-            assert e.target in PRESETS or e.target in CONV_PRESETS
-            make = make_conv_config if e.target in CONV_PRESETS else make_config
-            cfg = make(e.target, **args)  # a bad setting is a UsageError
-            assert cfg["preset"] == e.target
+            assert e.target in PRESETS
+            cfg = sweep_config(e.target, **args)  # a bad setting is a UsageError
+            assert cfg.preset == e.target
         elif importlib.util.find_spec(e.target) is None:  # a study another issue is still writing
             assert rp.availability(e) == f"{e.target} does not exist yet"
         else:
@@ -100,7 +99,7 @@ def test_mnist_entries_draw_the_papers_figures_with_their_synthetic_companion():
     for act in ("tanh", "relu"):
         e = REGISTRY[f"{act}-mnist"]
         assert e.companion == f"{act}-synthetic"
-        assert PRESETS[e.target]["activation"] == PRESETS[REGISTRY[e.companion].target]["activation"]
+        assert PRESETS[e.target].activation == PRESETS[REGISTRY[e.companion].target].activation
         assert sorted(f["draw"] for f in e.figures if "draw" in f) == sorted(rp.DRAWINGS)
         for f in (f for f in e.figures if "draw" in f):  # drawn into DIR/NAME/figures, captioned by the paper's figure
             assert f["file"].startswith("figures/") and f["shows"].startswith("SP Fig. ")
@@ -341,13 +340,15 @@ def test_bad_reproduce_input_is_one_line_and_exit_2(tmp_path, capsys, argv, mess
     assert not (tmp_path / "out").exists()
 
 
-def test_options_reach_the_arguments(tmp_path):
+def test_options_reach_the_arguments(tmp_path, monkeypatch):
     e = REGISTRY["tanh-mnist"]
     args = rp._arguments(e, "quick", {"optimizer": "sgd", "seeds": 3, "paths": None, "data_dir": str(tmp_path)}, None)
     assert args == {"quick": True, "optimizer": "sgd", "seeds": 3, "data_dir": str(tmp_path)}
-    default = rp._arguments(e, "full", {}, None).get("data_dir")
-    shared = (rp.REPOSITORY / "../shared/data/mnist").resolve()
-    assert default == (str(shared) if shared.is_dir() else None)
+    monkeypatch.delenv(MNIST_DIR_ENV, raising=False)
+    assert rp._arguments(e, "full", {}, None).get("data_dir") is None  # tensorflow-datasets
+    monkeypatch.setenv(MNIST_DIR_ENV, str(tmp_path))
+    assert rp._arguments(e, "full", {}, None)["data_dir"] == str(tmp_path)
+    assert "data_dir" not in rp._arguments(REGISTRY["tanh-synthetic"], "full", {}, None)
     assert rp._arguments(REGISTRY["convergence"], "quick", {"paths": 8}, None) == {"quick": True, "n_paths": 8}
     # conv-cifar10 reads CIFAR-10's binary batches from --cifar-dir (MNIST's --data-dir is not its option)
     assert rp._arguments(REGISTRY["conv-cifar10"], "full", {"cifar_dir": str(tmp_path), "data_dir": "m"}, None) == \

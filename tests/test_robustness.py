@@ -1,5 +1,5 @@
-"""Run folders that survive damage, shared work between processes, SIGTERM, internal errors
-(issue 9, items 2 and 3), all through the command line: exit code, one line on stderr, no
+"""Run folders that survive damage, shared work between processes, SIGTERM, internal errors,
+all through the command line: exit code, one line on stderr, no
 traceback, and nothing finished lost."""
 
 import json
@@ -18,7 +18,9 @@ import pytest
 from resnet_limits import sweeps
 from resnet_limits.cli import main
 from resnet_limits.errors import UsageError
-from resnet_limits.sweeps import depth_problem, finished_depths, load_depth
+from helpers import load_depth
+from resnet_limits.sweeps import finished_depths
+from resnet_limits.sweeps.folder import depth_problem
 
 HOST = socket.gethostname()
 TINY = ["--seeds", "1", "--epochs", "1", "--max-updates", "4", "--no-progress"]
@@ -91,7 +93,7 @@ def test_rerun_retrains_a_damaged_depth_and_keeps_the_others(run, capsys, kind):
 
 
 def test_analyze_names_and_leaves_out_a_damaged_depth(run, capsys):
-    """Needs resnet_limits.analysis (issue 9 layout) with result["left_out"]."""
+    """Needs the resnet_limits.analysis package with result["left_out"]."""
     (run / "depths" / "L00005.npz").write_bytes(b"garbage")
     assert main(["analyze", str(run), "--no-progress"]) == 0
     err = _one_line(capsys, "resnet-limits: warning: ")

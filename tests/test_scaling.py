@@ -23,7 +23,7 @@ from resnet_limits.scaling import (
     hypothesis_test,
     noise_summary,
     own_trend,
-    pad_layers,
+    pad_depth,
     pad_seeds,
     seed_losses,
     seeds_by_depth,
@@ -398,8 +398,8 @@ def test_seed_losses_are_the_networks_training_loss_padded_or_not():
     y = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (16, 4)), np.float32)
     ref = [float(mse(forward(jax.tree.map(lambda a: a[s], params), x, activation="tanh", delta_mode="per-layer"), y))
            for s in range(3)]
-    padded = pad_layers(params, "tanh")
-    assert padded.A.shape[1] == 8 and padded.delta.shape == (3, 8)
+    padded = pad_depth(params, 64)
+    assert padded.A.shape[1] == 64 and padded.delta.shape == (3, 64) and padded.A.dtype == np.float32
     np.testing.assert_array_equal(np.asarray(padded.A[:, 5:]), 0.0)
     got = seed_losses(params, x, y, activation="tanh", delta_mode="per-layer")
     np.testing.assert_allclose(got, ref, rtol=1e-6)

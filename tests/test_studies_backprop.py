@@ -1,4 +1,4 @@
-"""Tests of resnet_limits.studies.backprop (AA §5, SPEC §5): the study's files and its dict."""
+"""Tests of resnet_limits.studies.backprop (AA §5, Thms 4, 5): the study's files and its dict."""
 
 from __future__ import annotations
 

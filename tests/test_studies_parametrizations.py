@@ -1,4 +1,4 @@
-"""The depth-parametrisation study (issue 12) on a tiny grid: its JSON, tables and figures."""
+"""The depth-parametrisation study on a tiny grid: its JSON, tables and figures."""
 
 import json
 
@@ -45,11 +45,12 @@ def _check(result, out, names):
 
 def test_case_configurations():
     cfgs = {c.name: par.case_config(c, [4, 8]) for c in par.CASES}
-    assert "parametrization" not in cfgs["learned-delta"] and cfgs["learned-delta"]["init"] == "xavier-depth"
+    learned = cfgs["learned-delta"]
+    assert learned.parametrization == "learned-delta" and learned.init == "xavier-depth"
     fixed = cfgs["fixed-a0.5-smooth"]
-    assert (fixed["parametrization"], fixed["branch_exponent"], fixed["init"], fixed["ref_depth"]) == \
+    assert (fixed.parametrization, fixed.branch_exponent, fixed.init, fixed.ref_depth) == \
         ("fixed", 0.5, "smooth", par.REF_DEPTH)
-    assert all(c["seeds"] == 5 and c["max_updates"] == 160 for c in cfgs.values())
+    assert all(c.seeds == 5 and c.max_updates == 160 for c in cfgs.values())
     assert len(par.QUICK_DEPTHS) <= 8 and max(par.QUICK_DEPTHS) <= 400 and len(par.MODES[True].lrs) >= 5
     assert len(par.MODES[True].lr_depths) >= 4
 

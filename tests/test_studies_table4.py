@@ -13,7 +13,9 @@ import math
 import numpy as np
 import pytest
 
+from helpers import load_depth
 from resnet_limits import sweeps
+from resnet_limits.config import sweep_config
 from resnet_limits.studies import table4
 
 
@@ -24,12 +26,12 @@ def _fake_run_sweep(cfg, out_dir, *, progress=True):
 
     out = Path(out_dir)
     (out / "depths").mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg))
-    a = 0.6 + cfg["lr"] * 10
-    b = 0.3 + cfg["batch_size"] / 1000
-    d, S = cfg["width"], cfg["seeds"]
+    (out / "config.json").write_text(json.dumps(cfg.to_json()))
+    a = 0.6 + cfg.lr * 10
+    b = 0.3 + cfg.batch_size / 1000
+    d, S = cfg.width, cfg.seeds
     rng = np.random.default_rng(0)
-    for L in cfg["depths"]:
+    for L in cfg.depths:
         s = np.arange(L) / L
         base = (1.0 + 0.5 * np.cos(np.pi * s))[:, None, None] * np.eye(d) + 0.1
         A = L ** -b * np.broadcast_to(base, (S, L, d, d)) * (1 + 0.01 * rng.normal(size=(S, 1, 1, 1)))
@@ -39,16 +41,16 @@ def _fake_run_sweep(cfg, out_dir, *, progress=True):
         m = dict(depth=L, seeds=S, train_loss=[0.005] * S, test_loss=[0.006] * S, updates=[10] * S,
                  converged=[True] * S, diverged=[False] * S, loss_curve=[[0.1]] * S, seconds=0.0)
         (out / "depths" / f"L{L:05d}.json").write_text(json.dumps(m))
-    return cfg["depths"]
+    return cfg.depths
 
 
 def _fake_run_lr_grid(cfgs, out_dirs, *, progress=True, bar=None, log=None, seen=None):
     """``sweeps.run_lr_grid`` with planted weights: each folder as :func:`_fake_run_sweep` writes it."""
     if seen is not None:
-        seen.append(([c["lr"] for c in cfgs], [c["batch_size"] for c in cfgs], [str(o) for o in out_dirs]))
+        seen.append(([c.lr for c in cfgs], [c.batch_size for c in cfgs], [str(o) for o in out_dirs]))
     done = [_fake_run_sweep(cfg, out, progress=progress) for cfg, out in zip(cfgs, out_dirs)]
     if bar is not None:
-        bar.update(len(cfgs[0]["depths"]))
+        bar.update(len(cfgs[0].depths))
     return done
 
 
@@ -91,7 +93,7 @@ def test_reproduce_table4_passes_the_optimizer(tmp_path, monkeypatch):
     seen = []
 
     def fake(cfgs, out_dirs, **kw):
-        seen.extend(cfg["optimizer"] for cfg in cfgs)
+        seen.extend(cfg.optimizer for cfg in cfgs)
         return _fake_run_lr_grid(cfgs, out_dirs, **kw)
 
     monkeypatch.setattr(sweeps, "run_lr_grid", fake)
@@ -118,7 +120,7 @@ def test_one_pass_cells_are_the_per_cell_sweeps(tmp_path, monkeypatch):
         sweeps.run_sweep(cfg, ref, progress=False)
         assert sweeps.load_config(cell) == sweeps.load_config(ref)
         for L in (4, 6, 10):
-            (pc, mc), (pr, mr) = sweeps.load_depth(cell, L), sweeps.load_depth(ref, L)
+            (pc, mc), (pr, mr) = load_depth(cell, L), load_depth(ref, L)
             np.testing.assert_allclose(pc.A, pr.A, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(pc.delta, pr.delta, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(mc["train_loss"], mr["train_loss"], rtol=1e-5)

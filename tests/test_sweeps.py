@@ -11,10 +11,10 @@ import time
 import numpy as np
 import pytest
 
+from resnet_limits.config import SweepConfig, depth_grid, sweep_config
 from resnet_limits.errors import DamagedRunError, UsageError
-from resnet_limits.sweeps import (
-    dataset_for, depth_grid, finished_depths, folder, load_config, load_depth, make_config, run_depths, run_sweep,
-)
+from resnet_limits.run import Run
+from resnet_limits.sweeps import dataset_for, finished_depths, folder, load_config, run_depths, run_sweep
 from resnet_limits.sweeps.claims import ClaimBook
 
 
@@ -31,29 +31,46 @@ def test_depth_grid_matches_the_paper():
 
 
 def test_presets_and_overrides():
-    cfg = make_config("tanh-synthetic")
-    assert cfg["depths"][-1] == 10321 and cfg["optimizer"] == "adam" and cfg["max_updates"] == 160
-    assert cfg["batch_size"] == 32 and cfg["lr"] == 0.01 and cfg["epochs"] == 5 and cfg["n_train"] == 1024
-    quick = make_config("relu-synthetic", quick=True)
-    assert quick["delta_mode"] == "per-layer" and quick["activation"] == "relu"
-    assert 10 <= len(quick["depths"]) and quick["depths"][-1] <= 1000
-    cfg = make_config("tanh-synthetic", optimizer="sgd", lr=0.003, depths=[5, 3, 5])
-    assert cfg["optimizer"] == "sgd" and cfg["lr"] == 0.003 and cfg["depths"] == [3, 5]
+    cfg = sweep_config("tanh-synthetic")
+    assert cfg.depths[-1] == 10321 and cfg.optimizer == "adam" and cfg.max_updates == 160
+    assert cfg.batch_size == 32 and cfg.lr == 0.01 and cfg.epochs == 5 and cfg.n_train == 1024
+    quick = sweep_config("relu-synthetic", quick=True)
+    assert quick.delta_mode == "per-layer" and quick.activation == "relu"
+    assert 10 <= len(quick.depths) and quick.depths[-1] <= 1000
+    cfg = sweep_config("tanh-synthetic", optimizer="sgd", lr=0.003, depths=[5, 3, 5])
+    assert cfg.optimizer == "sgd" and cfg.lr == 0.003 and cfg.depths == (3, 5)
     for bad in (dict(lr=-1.0), dict(batch_size=2048), dict(activation="sin"), dict(depths=[0, 3])):
         with pytest.raises(UsageError):
-            make_config("tanh-synthetic", **bad)
+            sweep_config("tanh-synthetic", **bad)
     with pytest.raises(UsageError, match="unknown preset"):
-        make_config("nope")
+        sweep_config("nope")
+
+
+def load_depth(run_dir, depth):
+    run = Run.open(run_dir)
+    return run.params(depth), run.metrics(depth)
+
+
+def _fake_config(*depths) -> SweepConfig:
+    """The configuration of a sweep without JAX (the driver's tests)."""
+    return SweepConfig(preset="fake", depths=tuple(depths))
+
+
+def _load(run_dir, depth):
+    """A depth of a folder made by ``folder.save_depth`` alone, read through a Run."""
+    if not (run_dir / "config.json").exists():
+        folder.write_json(run_dir / "config.json", _fake_config(depth).to_json())
+    return Run.open(run_dir).load(depth)
 
 
 def _small(**kw):
-    return make_config("tanh-synthetic", seeds=2, epochs=1, max_updates=8, **kw)
+    return sweep_config("tanh-synthetic", seeds=2, epochs=1, max_updates=8, **kw)
 
 
 def test_sweep_writes_every_depth_and_skips_finished_ones(tmp_path):
     cfg = _small(depths=[2, 3])
     assert run_sweep(cfg, tmp_path, progress=False) == [2, 3]
-    assert load_config(tmp_path)["depths"] == [2, 3]
+    assert load_config(tmp_path).depths == (2, 3)
     params, metrics = load_depth(tmp_path, 3)
     assert params.A.shape == (2, 3, 10, 10) and params.b.shape == (2, 3, 10) and params.delta.shape == (2,)
     assert metrics["updates"] == [8, 8] and len(metrics["loss_curve"][0]) == 8
@@ -63,7 +80,7 @@ def test_sweep_writes_every_depth_and_skips_finished_ones(tmp_path):
     for p in (tmp_path / "depths").iterdir():
         if p.name in stamps:
             assert p.stat().st_mtime_ns == stamps[p.name]
-    assert sorted(load_config(tmp_path)["depths"]) == [2, 3, 4]
+    assert sorted(load_config(tmp_path).depths) == [2, 3, 4]
     # an orphan .npz (killed between the two writes) is not a finished depth
     (tmp_path / "depths" / "L00004.json").unlink()
     assert finished_depths(tmp_path) == [2, 3]
@@ -158,7 +175,7 @@ def _claim_file(claims_dir, L, host, pid, age_s=0.0):
 
 def test_depth_files_record_checksum_host_and_pid(tmp_path):
     folder.save_depth(tmp_path, 7, {"w": np.ones(3)}, {"depth": 7, "seconds": 1.5})
-    arrays, metrics = folder.load_depth_arrays(tmp_path, 7)
+    arrays, metrics = _load(tmp_path, 7)
     np.testing.assert_array_equal(arrays["w"], np.ones(3))
     npz, js = folder.depth_paths(tmp_path, 7)
     assert metrics["sha256"] == hashlib.sha256(npz.read_bytes()).hexdigest()
@@ -166,7 +183,7 @@ def test_depth_files_record_checksum_host_and_pid(tmp_path):
     assert list(metrics)[:2] == ["depth", "seconds"]  # the existing keys first, unchanged
     assert folder.depth_problem(tmp_path, 7) is None and folder.depth_problem(tmp_path, 8) is None
     with pytest.raises(UsageError, match="depth 8 is not finished"):
-        folder.load_depth_arrays(tmp_path, 8)
+        _load(tmp_path, 8)
 
 
 @pytest.mark.parametrize("damage,what", [
@@ -178,7 +195,7 @@ def test_a_damaged_depth_is_a_damaged_run_error_naming_the_file(tmp_path, damage
     folder.save_depth(tmp_path, 7, {"w": np.ones(3)}, {"depth": 7})
     damage(*folder.depth_paths(tmp_path, 7))
     with pytest.raises(DamagedRunError, match="depth 7 is damaged") as e:
-        folder.load_depth_arrays(tmp_path, 7)
+        _load(tmp_path, 7)
     assert what in str(e.value) and "\n" not in str(e.value)
     assert what in folder.depth_problem(tmp_path, 7)
 
@@ -188,10 +205,10 @@ def test_depth_written_before_checksums_loads_unless_unreadable(tmp_path):
     npz, js = folder.depth_paths(tmp_path, 4)
     js.write_text(json.dumps({"depth": 4}))  # an older run: no sha256 recorded
     assert folder.depth_problem(tmp_path, 4) is None
-    np.testing.assert_array_equal(folder.load_depth_arrays(tmp_path, 4)[0]["w"], np.ones(2))
+    np.testing.assert_array_equal(_load(tmp_path, 4)[0]["w"], np.ones(2))
     npz.write_bytes(b"not a zip")
     with pytest.raises(DamagedRunError, match="L00004.npz is unreadable"):
-        folder.load_depth_arrays(tmp_path, 4)
+        _load(tmp_path, 4)
 
 
 def test_load_config_says_what_is_wrong(tmp_path):
@@ -210,13 +227,13 @@ def test_load_config_says_what_is_wrong(tmp_path):
 
 def test_run_depths_trains_skips_and_retrains_damaged(tmp_path):
     run, trained, said = tmp_path / "run", [], []
-    cfg = {"kind": "fake", "depths": [2, 3, 5]}
+    cfg = _fake_config(2, 3, 5)
     rep = run_depths(run, cfg, [2, 3, 5], _fake_train(trained), log=said.append)
     assert rep.finished == rep.trained == trained == [2, 3, 5] and not said and not rep.elsewhere
     before = _stamps(run)
     (run / "depths" / "L00003.npz").write_bytes(b"garbage")
     setups = []
-    rep = run_depths(run, dict(cfg, depths=[3, 5, 8]), [3, 5, 8], _fake_train(trained), log=said.append,
+    rep = run_depths(run, cfg.replace(depths=(3, 5, 8)), [3, 5, 8], _fake_train(trained), log=said.append,
                      setup=lambda: setups.append(1))
     assert rep.trained == [3, 8] and rep.damaged == [3] and setups == [1]
     assert len(said) == 1 and "L00003.npz does not match the sha256" in said[0] and "training it again" in said[0]
@@ -225,7 +242,7 @@ def test_run_depths_trains_skips_and_retrains_damaged(tmp_path):
         assert after[name] == before[name]  # same bytes, same mtime
     assert (run / "depths" / "L00003.npz.damaged").read_bytes() == b"garbage"
     assert folder.depth_problem(run, 3) is None
-    assert load_config(run)["depths"] == [2, 3, 5, 8]  # the union of the grids
+    assert load_config(run).depths == (2, 3, 5, 8)  # the union of the grids
     # all finished: no setup, nothing rewritten
     stamp = (run / "config.json").stat().st_mtime_ns
     rep = run_depths(run, cfg, [2, 3, 5], _fake_train(trained), setup=lambda: setups.append(2))
@@ -239,19 +256,19 @@ def test_config_is_written_only_after_setup(tmp_path):
         raise UsageError("no data")
 
     with pytest.raises(UsageError, match="no data"):
-        run_depths(run, {"depths": [2]}, [2], _fake_train([]), setup=fail)
+        run_depths(run, _fake_config(2), [2], _fake_train([]), setup=fail)
     assert not run.exists()
 
 
 def test_run_depths_refuses_other_configurations_and_foreign_folders(tmp_path):
-    run_depths(tmp_path / "run", {"lr": 1, "depths": [2]}, [2], _fake_train([]))
+    run_depths(tmp_path / "run", _fake_config(2).replace(lr=1), [2], _fake_train([]))
     with pytest.raises(UsageError, match="another configuration: lr=1 \\(now 2\\)"):
-        run_depths(tmp_path / "run", {"lr": 2, "depths": [2]}, [2], _fake_train([]))
+        run_depths(tmp_path / "run", _fake_config(2).replace(lr=2), [2], _fake_train([]))
     (tmp_path / "afile").write_text("x")
     with pytest.raises(UsageError, match="exists and is not a folder"):
-        run_depths(tmp_path / "afile", {"depths": [2]}, [2], _fake_train([]))
+        run_depths(tmp_path / "afile", _fake_config(2), [2], _fake_train([]))
     with pytest.raises(UsageError, match="cannot create .*afile is not a folder"):
-        run_depths(tmp_path / "afile" / "run", {"depths": [2]}, [2], _fake_train([]))
+        run_depths(tmp_path / "afile" / "run", _fake_config(2), [2], _fake_train([]))
 
 
 def test_claims_are_exclusive_and_abandoned_ones_are_taken_over(tmp_path):
@@ -284,12 +301,12 @@ def test_held_claims_are_refreshed(tmp_path):
 
 def test_run_depths_waits_for_depths_of_other_processes(tmp_path):
     run, trained, said = tmp_path / "run", [], []
-    run_depths(run, {"depths": [2]}, [2], _fake_train(trained))
+    run_depths(run, _fake_config(2), [2], _fake_train(trained))
     live = _claim_file(run / "depths", 3, HOST, os.getppid())  # a live process trains depth 3
-    rep = run_depths(run, {"depths": [2, 3]}, [2, 3], _fake_train(trained), wait=False)
+    rep = run_depths(run, _fake_config(2, 3), [2, 3], _fake_train(trained), wait=False)
     assert rep.trained == [] and rep.elsewhere == {3: f"{HOST}:{os.getppid()}"} and live.exists()
     threading.Timer(0.3, live.unlink).start()  # the other process gives up its claim
-    rep = run_depths(run, {"depths": [2, 3]}, [2, 3], _fake_train(trained), poll=0.05, log=said.append)
+    rep = run_depths(run, _fake_config(2, 3), [2, 3], _fake_train(trained), poll=0.05, log=said.append)
     assert rep.trained == [3] and rep.finished == [2, 3] and not rep.elsewhere
     assert said == [f"waiting for depths 3 being trained by {HOST}:{os.getppid()}"]
 
@@ -303,25 +320,25 @@ def test_run_depths_releases_its_claims_when_interrupted(tmp_path):
         return _fake_train(trained)(L)
 
     with pytest.raises(KeyboardInterrupt):
-        run_depths(run, {"depths": [2, 3]}, [2, 3], train_one)
+        run_depths(run, _fake_config(2, 3), [2, 3], train_one)
     assert finished_depths(run) == [2] and not list(run.rglob("*.claim")) and not list(run.rglob("*.tmp"))
 
 
 def test_mnist_quick_caps_and_data_info(mnist_dir, tmp_path, capsys):
     from resnet_limits.cli import main
 
-    assert max(make_config("tanh-mnist", quick=True)["depths"]) == 203
-    assert max(make_config("relu-mnist", quick=True)["depths"]) == 406
-    assert make_config("tanh-mnist", quick=True)["epochs"] == 10
+    assert max(sweep_config("tanh-mnist", quick=True).depths) == 203
+    assert max(sweep_config("relu-mnist", quick=True).depths) == 406
+    assert sweep_config("tanh-mnist", quick=True).epochs == 10
     out = tmp_path / "m"
     argv = ["sweep", "tanh-mnist", "--quick", "--data-dir", str(mnist_dir), "--out", str(out), "--depths", "3",
             "--seeds", "1", "--max-updates", "4", "--no-progress"]
     assert main(argv) == 0
-    info = load_config(out)["data_info"]
+    info = load_config(out).data_info
     assert (info["n_train"], info["n_test"]) == (8000, 2000) and "test-only folder" in info["split"]
     assert info["split"] in capsys.readouterr().out
     assert main(argv) == 0  # a rerun that loads no data keeps the record
-    assert load_config(out)["data_info"] == info
+    assert load_config(out).data_info == info
 
 
 def test_say_diverged_names_the_diverged_seeds_only_when_there_are_some():

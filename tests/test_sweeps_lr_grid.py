@@ -10,18 +10,20 @@ import numpy as np
 import pytest
 
 from resnet_limits.errors import UsageError
+from helpers import load_depth
+from resnet_limits.config import sweep_config
 from resnet_limits.sweeps import (
-    check_lr_grid, finished_depths, load_config, load_depth, make_config, run_lr_grid, run_sweep,
+    check_lr_grid, finished_depths, load_config, run_lr_grid, run_sweep,
 )
 from resnet_limits.sweeps import lr_grid
 from resnet_limits.sweeps.folder import depth_paths, depth_problem
 
 LRS = (0.01, 0.003)
-DEPTHS = [2, 5]
+DEPTHS = (2, 5)
 
 
 def _cfgs(**kw):
-    return [make_config("tanh-synthetic", lr=lr, seeds=2, epochs=1, max_updates=8, depths=DEPTHS, **kw)
+    return [sweep_config("tanh-synthetic", lr=lr, seeds=2, epochs=1, max_updates=8, depths=DEPTHS, **kw)
             for lr in LRS]
 
 
@@ -30,7 +32,7 @@ def one_pass(tmp_path_factory):
     """The two learning rates trained in one pass, and each by its own ``run_sweep``."""
     root = tmp_path_factory.mktemp("lr_grid")
     grid = [root / f"grid{i}" for i in range(len(LRS))]
-    assert run_lr_grid(_cfgs(), grid, progress=False) == [DEPTHS] * len(LRS)
+    assert run_lr_grid(_cfgs(), grid, progress=False) == [list(DEPTHS)] * len(LRS)
     single = [root / f"single{i}" for i in range(len(LRS))]
     for cfg, out in zip(_cfgs(), single):
         run_sweep(cfg, out, progress=False)
@@ -85,7 +87,7 @@ def test_finished_grid_trains_nothing_and_rewrites_nothing(one_pass, tmp_path, m
     outs = _copy(one_pass[0], tmp_path)
     before = [_stamps(o) for o in outs]
     calls = _spy(monkeypatch)
-    assert run_lr_grid(_cfgs(), outs, progress=False) == [DEPTHS] * len(LRS)
+    assert run_lr_grid(_cfgs(), outs, progress=False) == [list(DEPTHS)] * len(LRS)
     assert calls == [] and [_stamps(o) for o in outs] == before
 
 
@@ -96,7 +98,7 @@ def test_a_depth_missing_in_one_folder_is_trained_for_that_folder_only(one_pass,
     depth_paths(outs[0], 2)[0].write_bytes(b"damaged")  # fails its sha256: trained again
     before = [_stamps(o) for o in outs]
     calls = _spy(monkeypatch)
-    assert run_lr_grid(_cfgs(), outs, progress=False) == [DEPTHS] * len(LRS)
+    assert run_lr_grid(_cfgs(), outs, progress=False) == [list(DEPTHS)] * len(LRS)
     assert calls == [(2, [0.01]), (5, [0.003])]
     assert {k: v for k, v in _stamps(outs[1]).items() if k.startswith("L00002")} == \
         {k: v for k, v in before[1].items() if k.startswith("L00002")}  # untouched
@@ -122,11 +124,11 @@ def test_interrupted_grid_keeps_finished_depths_and_resumes(tmp_path, monkeypatc
         run_lr_grid(_cfgs(), outs, progress=False)
     assert [finished_depths(o) for o in outs] == [[2], [2]]
     assert not list(tmp_path.rglob("*.claim")) and not list(tmp_path.rglob("*.tmp"))
-    assert load_config(outs[0])["depths"] == DEPTHS  # config.json: the whole grid, as a sweep's
+    assert load_config(outs[0]).depths == DEPTHS  # config.json: the whole grid, as a sweep's
     before = [_stamps(o) for o in outs]
     monkeypatch.setattr(lr_grid, "train_learning_rates", real)
     calls = _spy(monkeypatch)
-    assert run_lr_grid(_cfgs(), outs, progress=False) == [DEPTHS] * len(LRS)
+    assert run_lr_grid(_cfgs(), outs, progress=False) == [list(DEPTHS)] * len(LRS)
     assert calls == [(5, list(LRS))]
     for o, b in zip(outs, before):
         assert {k: v for k, v in _stamps(o).items() if k in b} == b
@@ -150,7 +152,7 @@ def test_check_lr_grid_refuses_bad_grids(tmp_path):
         check_lr_grid([a, b], [tmp_path / "a"])
     with pytest.raises(UsageError, match="share a run folder"):
         check_lr_grid([a, b], [tmp_path / "a", tmp_path / "x" / ".." / "a"])
-    other_b = make_config("tanh-synthetic", lr=0.003, batch_size=8, seeds=2, epochs=1, max_updates=8, depths=DEPTHS)
-    with pytest.raises(UsageError, match="differ in batch_size, not only lr"):
+    other_b = sweep_config("tanh-synthetic", lr=0.003, batch_size=8, seeds=2, epochs=1, max_updates=8, depths=DEPTHS)
+    with pytest.raises(UsageError, match=r"differ in batch_size=32 \(now 8\), not only lr"):
         check_lr_grid([a, other_b], [tmp_path / "a", tmp_path / "b"])
     check_lr_grid([a, b], [tmp_path / "a", tmp_path / "b"])  # a valid grid passes

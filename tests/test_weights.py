@@ -10,7 +10,9 @@ import pytest
 from resnet_limits.cli import main
 from resnet_limits.errors import UsageError
 from resnet_limits.models import forward
-from resnet_limits.sweeps import finished_depths, load_config, load_depth, make_config, run_sweep
+from helpers import load_depth
+from resnet_limits.config import sweep_config
+from resnet_limits.sweeps import finished_depths, load_config, run_sweep
 from resnet_limits.weights import TORCH_HINT, find_sources, from_arrays, import_weights, probe_inputs, write_run
 
 DEPTHS = [3, 4, 6, 8]
@@ -21,7 +23,7 @@ EXPONENTS = ("alpha", "beta", "nu", "beta_b", "nu_b")
 def ours(tmp_path_factory):
     """A tiny sweep of ours: 2 seeds at 4 depths, 4 updates each."""
     run = tmp_path_factory.mktemp("ours") / "run"
-    run_sweep(make_config("tanh-synthetic", depths=DEPTHS, seeds=2, max_updates=4), run, progress=False)
+    run_sweep(sweep_config("tanh-synthetic", depths=DEPTHS, seeds=2, max_updates=4), run, progress=False)
     return run
 
 
@@ -77,10 +79,9 @@ def test_npz_round_trip_gives_the_same_run(ours, tmp_path, row_convention):
     assert main(argv) == 0
     _same_weights(ours, tmp_path / "imp")
     cfg, mine = load_config(tmp_path / "imp"), load_config(ours)
-    assert cfg["dataset"] == "imported" and cfg["seeds"] == 2 and cfg["depths"] == DEPTHS
-    assert {k: cfg[k] for k in ("activation", "delta_mode", "width")} == \
-        {k: mine[k] for k in ("activation", "delta_mode", "width")}
-    assert cfg["source"] == [str(src.absolute())]
+    assert cfg.dataset == "imported" and cfg.seeds == 2 and list(cfg.depths) == list(DEPTHS)
+    assert (cfg.activation, cfg.delta_mode, cfg.width) == (mine.activation, mine.delta_mode, mine.width)
+    assert cfg.source == (str(src.absolute()),)
     # importing the same sources again into the same folder is allowed and changes nothing
     assert main(argv) == 0
     _same_weights(ours, tmp_path / "imp")
@@ -98,7 +99,7 @@ def test_authors_torch_layout_round_trip(ours, tmp_path, capsys):
     assert main(["import-weights", str(src), "--out", str(tmp_path / "imp")]) == 0
     assert "imported 4 depths" in capsys.readouterr().out
     _same_weights(ours, tmp_path / "imp")
-    assert load_config(tmp_path / "imp")["delta_mode"] == "shared"
+    assert load_config(tmp_path / "imp").delta_mode == "shared"
     if importlib.util.find_spec("resnet_limits.analysis") is not None:
         assert _exponents(tmp_path / "imp") == pytest.approx(_exponents(ours), nan_ok=True)
 
@@ -120,10 +121,10 @@ def test_authors_per_layer_and_no_delta(tmp_path):
         np.testing.assert_array_equal(p.A[0], np.swapaxes(A, 1, 2))
         np.testing.assert_array_equal(p.b[0], b[:, 0])
         if with_c:
-            assert load_config(run)["delta_mode"] == "per-layer"
+            assert load_config(run).delta_mode == "per-layer"
             np.testing.assert_array_equal(p.delta[0], c[:, 0])
         else:
-            assert load_config(run)["delta_mode"] == "none" and p.delta is None
+            assert load_config(run).delta_mode == "none" and p.delta is None
 
 
 def _reference_forward(x, A, b, delta, *, row_convention, sigma=np.tanh):
@@ -155,7 +156,7 @@ def test_write_run_from_python_and_probe_inputs(tmp_path):
             for L in (2, 9)}
     run = write_run(tmp_path / "run", nets, activation="relu", delta_mode="per-layer", source="my-trainer")
     cfg = load_config(run)
-    assert cfg["source"] == ["my-trainer"] and cfg["depths"] == [2, 9] and cfg["width"] == 3 and cfg["seeds"] == 1
+    assert cfg.source == ("my-trainer",) and cfg.depths == (2, 9) and cfg.width == 3 and cfg.seeds == 1
     np.testing.assert_array_equal(load_depth(run, 9)[0].delta[0], nets[9].delta)
     x = probe_inputs(cfg, 6)
     assert x.shape == (6, 3) and np.allclose(np.linalg.norm(x, axis=1), 1.0)

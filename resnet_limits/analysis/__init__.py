@@ -8,24 +8,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from resnet_limits import sweeps
 from resnet_limits.analysis import conv, fc
-from resnet_limits.errors import UsageError
+from resnet_limits.run import Run
 
 __all__ = ["analyze_run", "format_analysis"]
 
 
-def analyze_run(run_dir, *, progress: bool = True, figures: bool = True, **options) -> dict:
-    """The scaling analysis of a run folder: :func:`.conv.analyze_conv_run` for a CIFAR-10
-    run, else :func:`.fc.analyze_run` (``options`` are its keyword arguments)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UsageError(f"{run_dir} is not a folder")
-    if sweeps.load_config(run_dir).get("dataset") == "cifar10":
-        return conv.analyze_conv_run(run_dir, progress=progress, figures=figures)
-    return fc.analyze_run(run_dir, progress=progress, figures=figures, **options)
+def analyze_run(run, *, progress: bool = True, figures: bool = True, **options) -> dict:
+    """The scaling analysis of a run (a :class:`~resnet_limits.run.Run`, or a folder to open as
+    one): :func:`.conv.analyze_conv_run` for a convolutional run, else :func:`.fc.analyze_run`
+    (``options`` are its keyword arguments)."""
+    run = run if isinstance(run, Run) else Run.open(run)
+    if run.is_conv:
+        return conv.analyze_conv_run(run, progress=progress, figures=figures)
+    return fc.analyze_run(run, progress=progress, figures=figures, **options)
 
 
 def format_analysis(result: dict) -> str:

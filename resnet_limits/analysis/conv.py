@@ -22,12 +22,11 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from tqdm import tqdm
 
-from resnet_limits import sweeps
-from resnet_limits.analysis.fc import _json_clean
 from resnet_limits.conv import block_kernels
 from resnet_limits.errors import DamagedRunError, UsageError
+from resnet_limits.run import Run
 from resnet_limits.scaling import CONV_KERNELS, PAPER_CONV, PAPER_TABLE5, conv_block_norms, conv_exponents, conv_table1
-from resnet_limits.sweeps.folder import atomic_write, write_json
+from resnet_limits.sweeps.folder import json_ready, write_text
 
 __all__ = ["analyze_conv_run", "format_conv_analysis", "single_threaded_lapack", "table5_markdown"]
 
@@ -35,16 +34,15 @@ __all__ = ["analyze_conv_run", "format_conv_analysis", "single_threaded_lapack",
 SCALED_BY = {"Delta": "alpha", "A": "beta"}
 
 
-def analyze_conv_run(run_dir, *, progress: bool = True, figures: bool = True) -> dict:
+def analyze_conv_run(run: Run, *, progress: bool = True, figures: bool = True) -> dict:
     """SP §3.2 on a ``conv-cifar10`` run folder; writes and returns ``analysis.json``'s dict.
 
     A damaged depth is left out (``result["left_out"]``: depth -> one line); a folder with no
     intact finished depth is a :class:`UsageError`. alpha and beta need two depths (else None).
     """
     t0 = time.perf_counter()
-    run_dir = Path(run_dir)
-    cfg = sweeps.load_config(run_dir)
-    per_depth, left_out = _read_depths(run_dir, sweeps.finished_depths(run_dir), progress)
+    run_dir, cfg = run.path, run.config
+    per_depth, left_out = _read_depths(run, progress)
     if not per_depth:
         extra = f" (damaged: {', '.join(left_out)})" if left_out else ""
         raise UsageError(f"{run_dir} has no intact finished depth{extra}; run the sweep first")
@@ -56,30 +54,31 @@ def analyze_conv_run(run_dir, *, progress: bool = True, figures: bool = True) ->
             e = per_depth[L][name]
             e.update(conv_table1(e["norms"], e["increments"], exps[key]))
     result = {
-        "kind": "conv", "run_dir": str(run_dir), "preset": cfg.get("preset"), "dataset": cfg.get("dataset"),
-        "data_info": cfg.get("data_info"), "epochs": cfg.get("epochs"), "width": cfg.get("width"),
+        "kind": "conv", "run_dir": str(run_dir), "preset": cfg.preset, "dataset": cfg.dataset,
+        "data_info": cfg.data_info, "epochs": cfg.epochs, "width": cfg.width,
         "depths": depths, "left_out": left_out, **exps, "paper": dict(PAPER_CONV),
         "norms_on": {name: f"the block's {where.replace('_hw', '')} size" for name, where in CONV_KERNELS.items()},
         "per_depth": {str(L): per_depth[L] for L in depths},
         "table5": _table5(per_depth, depths), "figures": [],
     }
-    result = _json_clean(result)
-    atomic_write(run_dir / "table5.md", lambda f: f.write(table5_markdown(result).encode()))
+    result = json_ready(result)
+    write_text(run_dir / "table5.md", table5_markdown(result))
     if figures:
         from resnet_limits import plotting
 
-        result["figures"] = plotting.conv_figures(result, run_dir / "figures")
+        result["figures"] = plotting.conv_figures(result, run.figures)
     result["seconds"] = round(time.perf_counter() - t0, 2)
-    write_json(run_dir / "analysis.json", result)
+    run.write_json("analysis.json", result)
     return result
 
 
-def _read_depths(run_dir: Path, depths: Sequence[int], progress: bool) -> tuple[dict[int, dict], dict[str, str]]:
+def _read_depths(run: Run, progress: bool) -> tuple[dict[int, dict], dict[str, str]]:
     """Per intact depth its kernels' norms and increments, test error and parameter count."""
-    per_depth, left_out = {}, {}
-    for L in tqdm(depths, desc="analyse: conv norms", unit="depth", disable=not progress):
+    per_depth = {}
+    left_out = {str(L): " ".join(m.split()) for L, m in run.damaged.items()}
+    for L in tqdm(run.depths, desc="analyse: conv norms", unit="depth", disable=not progress):
         try:
-            params, metrics = sweeps.load_conv_depth(run_dir, L)
+            params, metrics = run.params(L), run.metrics(L)
         except DamagedRunError as e:
             left_out[str(L)] = " ".join(str(e).split())
             continue

@@ -1,9 +1,9 @@
 """The scaling analysis of a sweep folder: ``RUN_DIR`` -> ``analysis.json``, figures and a text
-summary (``resnet-limits analyze RUN_DIR``; SP §2.3 steps 1-5, Table 1, Fig. 6; SPEC §2-§3).
+summary (``resnet-limits analyze RUN_DIR``; SP §2.2-2.3 steps 1-5, Table 1, Fig. 6).
 
-Layer 3 of DESIGN.md: reads the run with :mod:`resnet_limits.sweeps`, computes with the pure
-functions of :mod:`resnet_limits.scaling`, draws with :mod:`resnet_limits.plotting`. The depths
-are read one at a time, in three passes, so a run of deep networks need not fit in memory:
+Layer 3: reads the run through its :class:`~resnet_limits.run.Run` (each weight file read and
+checked once, then cached), computes with the pure functions of :mod:`resnet_limits.scaling`,
+draws with :mod:`resnet_limits.plotting`. Three passes over the depths:
 
 1. Table-1 quantities, max |delta| and the recorded metrics of every finished depth; a depth
    whose files are damaged (:class:`~resnet_limits.errors.DamagedRunError`) is left out and
@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
+import jax
 import numpy as np
 from tqdm import tqdm
 
-from resnet_limits import sweeps
 from resnet_limits.errors import DamagedRunError, UsageError
-from resnet_limits.models import ResNetParams
+from resnet_limits.models import ResNetParams, depth_capacity
 from resnet_limits.scaling import (
     ENTRY_NDIM,
     PAPER_VALUES,
@@ -57,8 +57,8 @@ from resnet_limits.scaling import (
     usable_beta,
     valid_seeds,
 )
-from resnet_limits.sweeps.folder import write_json
-from resnet_limits.weights import IMPORTED
+from resnet_limits.run import Run
+from resnet_limits.sweeps.folder import json_ready
 
 __all__ = ["analyze_run", "format_analysis"]
 
@@ -73,11 +73,16 @@ NO_TRAINING_DATA = "imported weights: no training data"
 class _Run(NamedTuple):
     """What every pass needs to know about the run."""
 
-    run_dir: Path
+    run: Run
     activation: str
     delta_mode: str
     n_seeds: int
     progress: bool
+    capacity: int  # the layers every depth's networks are stacked in for their losses: one program
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.path
 
     @property
     def has_delta(self) -> bool:
@@ -87,9 +92,10 @@ class _Run(NamedTuple):
         return tqdm(depths, desc=f"analyse: {desc}", unit="depth", disable=not self.progress)
 
     def load(self, L: int) -> tuple[ResNetParams, dict[str, Any], dict[str, Any]]:
-        """Weights, metrics and :func:`~resnet_limits.scaling.analysed_tensors` of depth ``L``."""
-        params, metrics = sweeps.load_depth(self.run_dir, L)
-        return params, metrics, analysed_tensors(params, self.delta_mode, self.activation)
+        """Weights, metrics and :func:`~resnet_limits.scaling.analysed_tensors` of depth ``L``
+        (the weights from the run's cache after the first pass)."""
+        params = self.run.params(L)
+        return params, self.run.metrics(L), analysed_tensors(params, self.delta_mode, self.activation)
 
 
 class _Norms(NamedTuple):
@@ -108,7 +114,7 @@ class _Norms(NamedTuple):
 # ------------------------------------------------------------------ the run ----------
 
 def analyze_run(
-    run_dir,
+    run: Run,
     *,
     progress: bool = True,
     n_trend: int = 4,
@@ -116,7 +122,7 @@ def analyze_run(
     max_eval: int = 8192,
     figures: bool = True,
 ) -> dict:
-    """The scaling analysis of a sweep folder (SP §2.3 steps 1-5, SP Fig. 6; SPEC §2-§3).
+    """The scaling analysis of a run of the fully-connected ResNet (SP §2.3 steps 1-5, SP Fig. 6).
 
     Reads every finished depth, computes the Table-1 quantities per depth and seed, fits
     alpha, beta, nu (per seed; diverged seeds left out), splits the weights into trend and
@@ -124,8 +130,7 @@ def analyze_run(
     largest depths, on a grid of min(``max_grid``, smallest such depth) points), measures the
     noise's quadratic variation, rebuilds every network with denoised weights and evaluates
     its training loss (on at most ``max_eval`` training points), and runs the hypothesis
-    tests. Writes ``RUN_DIR/analysis.json`` (the returned dict) and PNG figures under
-    ``RUN_DIR/figures/``.
+    tests. Writes ``RUN_DIR/analysis.json`` (the returned dict) and PNG figures in ``run.figures``.
 
     A depth whose files are damaged is left out; ``result["left_out"]`` maps it (as a string)
     to a one-line message ({} when nothing is left out). Raises :class:`UsageError` for a
@@ -133,29 +138,27 @@ def analyze_run(
     :class:`~resnet_limits.errors.DamagedRunError` for an unreadable ``config.json``.
     """
     t_start = time.perf_counter()
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UsageError(f"{run_dir} is not a folder")
-    cfg = sweeps.load_config(run_dir)
-    depths = sweeps.finished_depths(run_dir)
-    _need_depths(run_dir, depths, {})
-    run = _Run(run_dir, cfg["activation"], cfg["delta_mode"], int(cfg["seeds"]), progress)
-    norms, left_out = _read_norms(run, depths)
-    alpha = fit_alpha(norms.depths, norms.delta_max, norms.valid) if run.has_delta else None
+    cfg = run.config
+    _need_depths(run.path, run.depths, {str(L): m for L, m in run.damaged.items()})
+    ctx = _Run(run, cfg.activation, cfg.delta_mode, int(cfg.seeds), progress, depth_capacity(max(run.depths)))
+    run_dir = run.path
+    norms, left_out = _read_norms(ctx, run.depths)
+    left_out = {**{str(L): " ".join(m.split()) for L, m in run.damaged.items()}, **left_out}
+    alpha = fit_alpha(norms.depths, norms.delta_max, norms.valid) if ctx.has_delta else None
     exps = {n: fit_exponents(norms.depths, norms.table1[n], norms.valid) for n in NAMES}
     beta = {n: usable_beta(exps[n]) for n in NAMES}
     td = trend_depths(norms.depths, n_trend)
     G = trend_grid(td, max_grid)
-    I = _common_trends(run, norms, td, beta, G)
+    I = _common_trends(ctx, norms, td, beta, G)
     x = y = None
-    if cfg.get("dataset") != IMPORTED:  # imported weights come without their training data
-        data = sweeps.dataset_for(cfg)
+    if run.has_data:  # imported weights come without their training data
+        data = run.dataset()
         x = np.asarray(data.x_train[:max_eval], np.float32)
         y = np.asarray(data.y_train[:max_eval], np.float32)
     seed = _figure_seed(norms)
-    entry = {n: _figure_entry(n, run.activation, int(cfg["width"]), trend_weights(I[n][seed], ENTRY_NDIM[n]))
+    entry = {n: _figure_entry(n, cfg.activation, int(cfg.width), trend_weights(I[n][seed], ENTRY_NDIM[n]))
              for n in NAMES}
-    split, figdata = _split_and_denoise(run, norms, I, beta, x, y, max_grid, seed, entry)
+    split, figdata = _split_and_denoise(ctx, norms, I, beta, x, y, max_grid, seed, entry)
     cols = [norms.depths.index(L) for L in td]
     tests, decomposition = {}, {}
     for n in NAMES:
@@ -166,20 +169,20 @@ def analyze_run(
     result.update(_exponent_fields(alpha, exps))
     result.update(verdicts={n: tests[n]["verdict"] for n in NAMES}, verdict=tests["A"]["verdict"],
                   hypothesis_tests=tests, exponents={"alpha": alpha, **exps},
-                  table1=_table1_entries(norms, beta, run.has_delta), decomposition=decomposition)
+                  table1=_table1_entries(norms, beta, ctx.has_delta), decomposition=decomposition)
     if x is None:
         result.update(denoised={"skipped": NO_TRAINING_DATA}, denoised_over_trained_largest=None,
                       denoised_own_over_trained_largest=None)
     else:
-        result.update(_denoised_entries(norms, split, cols, int(x.shape[0]), cfg.get("epsilon")))
-    result.update(paper=PAPER_VALUES.get(str(cfg.get("preset"))), thresholds=dict(THRESHOLDS), figures=[])
-    result = _json_clean(result)
+        result.update(_denoised_entries(norms, split, cols, int(x.shape[0]), cfg.epsilon))
+    result.update(paper=PAPER_VALUES.get(cfg.preset), thresholds=dict(THRESHOLDS), figures=[])
+    result = json_ready(result)
     if figures:
         from resnet_limits import plotting
 
-        result["figures"] = plotting.analysis_figures(result, figdata, run_dir / "figures")
+        result["figures"] = plotting.analysis_figures(result, figdata, run.figures)
     result["seconds"] = round(time.perf_counter() - t_start, 2)
-    write_json(run_dir / "analysis.json", result)
+    run.write_json("analysis.json", result)
     return result
 
 
@@ -305,15 +308,15 @@ def _denoise_depth(run: _Run, params: ResNetParams, tens, ok: np.ndarray, I, bet
         raise UsageError(f"depth {params.A.shape[1]} of {run.run_dir} has no delta although delta_mode is "
                          f"{run.delta_mode}")
 
-    def loss(p: ResNetParams) -> np.ndarray:
-        return np.where(ok, seed_losses(p, x, y, activation=run.activation, delta_mode=run.delta_mode), np.nan)
-
     if x is None:  # no training data (imported weights): the split only
         return cols, splits
-    cols["trained_loss"] = loss(ResNetParams(f32(params.A), f32(params.b), dl))
-    for key, t in (("denoised_loss", 0), ("denoised_own_loss", 1)):
-        den = [splits[n][t]["denoised"] for n in NAMES]
-        cols[key] = loss(denoised_params(*den, dl, tens["scaled_by_delta"]))
+    nets = [ResNetParams(f32(params.A), f32(params.b), dl)]  # trained, denoised (common), denoised (own)
+    nets += [denoised_params(*[splits[n][t]["denoised"] for n in NAMES], dl, tens["scaled_by_delta"]) for t in (0, 1)]
+    stacked = jax.tree.map(lambda *a: np.concatenate([np.asarray(v, np.float32) for v in a]), *nets)
+    losses = seed_losses(stacked, x, y, activation=run.activation, delta_mode=run.delta_mode,
+                         capacity=run.capacity).reshape(3, s)
+    for key, row in zip(("trained_loss", "denoised_loss", "denoised_own_loss"), losses):
+        cols[key] = np.where(ok, row, np.nan)
     return cols, splits
 
 
@@ -360,18 +363,19 @@ def _figure_arrays(figdata: dict[str, Any], L: int, largest: bool, params: ResNe
 
 # ------------------------------------------------------------------ the result -------
 
-def _header(run_dir: Path, cfg: Mapping[str, Any], norms: _Norms, left_out: Mapping[str, str]) -> dict[str, Any]:
+def _header(run_dir: Path, cfg, norms: _Norms, left_out: Mapping[str, str]) -> dict[str, Any]:
+    imported = cfg.dataset == "imported"
     return {
         "run_dir": str(run_dir),
-        "preset": cfg.get("preset"),
-        "dataset": cfg.get("dataset"),
-        "activation": cfg["activation"],
-        "delta_mode": cfg["delta_mode"],
-        "optimizer": cfg.get("optimizer"),
-        "lr": cfg.get("lr"),
-        "batch_size": cfg.get("batch_size"),
+        "preset": None if imported else cfg.preset,
+        "dataset": cfg.dataset,
+        "activation": cfg.activation,
+        "delta_mode": cfg.delta_mode,
+        "optimizer": None if imported else cfg.optimizer,
+        "lr": None if imported else cfg.lr,
+        "batch_size": None if imported else cfg.batch_size,
         "depths": norms.depths,
-        "n_seeds": int(cfg["seeds"]),
+        "n_seeds": int(cfg.seeds),
         "valid_seeds_per_depth": norms.valid.sum(axis=0),
         "diverged": int(norms.diverged.sum()),
         "converged_fraction": float(norms.converged.mean()),
@@ -476,24 +480,6 @@ def _denoised_entries(norms: _Norms, split, cols: Sequence[int], n_eval: int, ep
         "denoised_over_trained_largest": median_at(ratio[None], cols),
         "denoised_own_over_trained_largest": median_at(ratio_own[None], cols),
     }
-
-
-def _json_clean(obj):
-    """Make ``obj`` JSON-safe: numpy to Python, NaN/inf to None."""
-    if isinstance(obj, dict):
-        return {str(k): _json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _json_clean(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        x = float(obj)
-        return x if math.isfinite(x) else None
-    return obj
 
 
 # ------------------------------------------------------------------ text -------------

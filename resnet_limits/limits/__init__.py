@@ -1,4 +1,4 @@
-"""Deep-network limits with diffrax: paths from weights, Q, and the limit solvers (SPEC §4, SP §4).
+"""Deep-network limits with diffrax: paths from weights, Q, and the limit solvers (SP §4; AA §4).
 
 A depth-L ResNet (SP eq. 1) ``h_{k+1} = h_k + delta_k sigma(A_k h_k + b_k)`` defines, through
 its weights, paths on the grid ``t_k = k/L`` of [0, 1]; its deep limit is solved with diffrax on
@@ -24,11 +24,11 @@ Paths (``paths``; all are ``diffrax.AbstractPath`` subclasses on [0, 1], usable 
 - :class:`ConstantPath` ``(value)``: constant in t (increments 0); e.g. a constant trend Abar.
 - :class:`FunctionPath` ``(fn)``: ``t -> fn(t)`` for a smooth closed-form trend (static callable).
 
-Weights -> paths (``networks``; SPEC §2, §4; SP eq. 7, 10):
+Weights -> paths (``networks``; SP §2.1, §4.1, eqs. 7, 10):
 
 - :func:`weight_paths` ``(params, delta_mode, *, beta=None, Abar=None, bbar=None, window=1,
   homogeneous=False) -> WeightPaths`` for ONE network (``params`` without a seed axis).
-  ``delta_k`` is absorbed into the weights (SPEC §4): the driving paths are
+  ``delta_k`` is absorbed into the weights (as SP Remark 2.2 does for ReLU): the driving paths are
   ``X^A_{t_k} = sum_{j<k} delta_j A_j``, ``X^b_{t_k} = sum_{j<k} delta_j b_j`` (shape (L+1, d, d) /
   (L+1, d)), split as ``X = int Abar dt + W`` (left Riemann sums on the grid, so that
   ``delta_k A_k = Abar_{t_k}/L + W^A_{t_{k+1}} - W^A_{t_k}`` exactly, SP eq. 10): ``Abar``/``bbar``
@@ -54,7 +54,7 @@ Quadratic variation and Q (``qv``; SP eq. 11, 12):
   ``Q(t, x)`` (``__call__``) is SP eq. 12: ``Q_i = z^T S_i z`` with ``z = (x, 1)``, i.e.
   ``sum_jl x_j x_l Sigma^A_{ijil} + 2 sum_j x_j Sigma^{Ab}_{ij,i} + Sigma^b_{ii}`` (the cross term
   is 0 when W^A, W^b are independent, as SP assumes; it is kept since the network's own Ito
-  correction, SPEC §4 "from weights", contains it). ``sigma_A()``, ``sigma_b()`` give
+  correction, the Ito formula of SP §4.2 applied to its weights, contains it). ``sigma_A()``, ``sigma_b()`` give
   ``Sigma^A_{ijil}`` (n, d, d, d) and ``Sigma^b_{ii}`` (n, d).
 - :func:`estimate_qv` ``(dW_A, dW_b, *, window=None, weights=None, blocks=None)``: ``S_k = n *``
   local average over the ``2 window + 1`` nearest intervals of ``w_k m_k m_k^T`` (``m_k`` = rows
@@ -78,7 +78,7 @@ Limit solvers (``solvers``; all for ONE input ``x`` of shape (d,), returning the
   solver ``Euler`` with ``StepTo`` the grid of ``W_A`` (t_k = k/n): on a piecewise-linear control,
   Euler steps on the path's own knots evaluate the diffusion at the left point = Euler-Maruyama,
   i.e. the Ito solution. (A midpoint/Heun rule, or steps finer than the knots, would converge to
-  the Stratonovich solution instead — SPEC §4.)
+  the Stratonovich solution instead; SP eq. 15 is an Ito equation.)
 - :class:`AffineControlTerm` ``(W_A, W_b=None)``: the diffrax term ``dW^A y + dW^b`` (y a vector
   (d,) or a matrix (d, m), e.g. the input Jacobian Phi with ``W_b=None``).
 

@@ -1,4 +1,4 @@
-"""The deep limit of one given (e.g. trained) network on its own weights (SP §4, SPEC §4).
+"""The deep limit of one given (e.g. trained) network on its own weights (SP §4; AA §4).
 
 tanh (and other smooth activations): the linear ODE SP eq. 14, dH/dt = L delta (A(t) H + b(t)) with
 A(t), b(t) the weights linearly interpolated between t_k = k/L. ReLU: the Ito SDE of a smooth

@@ -1,5 +1,5 @@
-"""A network's weights as paths, and networks built from a fine Brownian path (SPEC §2, §4; SP eq. 7, 10,
-Remark 2.1)."""
+"""A network's weights as paths, and networks built from a fine Brownian path (SP §2.1, §4.1; eqs. 7,
+10, Remark 2.1)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def knot_values(rate_k: jax.Array) -> jax.Array:
 
 
 class WeightPaths(NamedTuple):
-    """Paths of one depth-L network on t_k = k/L (SPEC §4), delta absorbed into the weights.
+    """Paths of one depth-L network on t_k = k/L (SP §4.1), delta absorbed into the weights.
 
     ``X_A``/``X_b``: cumulative absorbed weights; ``W_A``/``W_b``: noise part (SP eq. 10);
     ``Abar``/``bbar``: trend rates at t_k (drift of the limit ODE / beta = 1 SDE);
@@ -60,7 +60,7 @@ def weight_paths(
     window: int = 1,
     homogeneous: bool = False,
 ) -> WeightPaths:
-    """Paths of one network's weights (SPEC §2 unique split SP eq. 7, §4 delta absorbed).
+    """Paths of one network's weights (unique split SP eq. 7; delta absorbed as in SP eq. 10).
 
     ``params``: A (L, d, d), b (L, d), delta per ``delta_mode``. ``Abar``/``bbar``: trend, as
     arrays with L or L+1 values at t_k (or None: estimated by an L-scaled moving average of the

@@ -1,4 +1,4 @@
-"""Paths on the depth interval [0, 1] (SPEC §4): the controls and coefficients of the limits.
+"""Paths on the depth interval [0, 1] (SP §4.1, eq. 10; AA §4): the controls and coefficients of the limits.
 
 A depth-L network's weights live on the grid t_k = k/L; its limit is solved by diffrax on paths
 built from them. All paths are ``diffrax.AbstractPath`` subclasses on [0, 1], usable as diffrax

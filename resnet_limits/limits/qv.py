@@ -48,7 +48,7 @@ class QuadraticVariation(eqx.Module):
 
 
 class BrownianQ(eqx.Module):
-    """Closed-form Q for SP Remark 2.1 weights: Q_i(t, x) = |x|^2/d^2 + 1/d (SPEC §4)."""
+    """Closed-form Q for SP Remark 2.1 weights: Q_i(t, x) = |x|^2/d^2 + 1/d (SP eq. 12)."""
 
     def __call__(self, t, x: jax.Array) -> jax.Array:
         d = x.shape[-1]
@@ -71,7 +71,7 @@ def estimate_qv(
     weights: Optional[jax.Array] = None,
     blocks: Optional[int] = None,
 ) -> QuadraticVariation:
-    """QV densities from increments (SPEC §4): S_k = n * mean_{|j-k| <= window} w_j m_j m_j^T.
+    """QV densities from increments (SP eqs. 11-12): S_k = n * mean_{|j-k| <= window} w_j m_j m_j^T.
 
     ``dW_A``: (n, d, d), ``dW_b``: (n, d); m_j = [dW_A_j | dW_b_j] row by row, so that
     ``Q_i(t_k, x) ~ n * local mean of w_j ((dW_A_j x)_i + (dW_b_j)_i)^2``. ``window`` (half-width,

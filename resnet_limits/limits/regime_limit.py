@@ -1,5 +1,5 @@
 """The deep limit of one given network chosen by its regime, on the network's own weights (SP §4,
-SPEC §4; issue 12).
+AA §4; used by the depth-parametrisation study).
 
 Under Hypothesis 1 (SP eq. 5: weights smooth in k) the limit is an ODE; the one solved here is the
 ODE whose Euler scheme the network is,
@@ -19,7 +19,7 @@ control, so the beta = 1 drift is included),
 
 with Q (SP eq. 12) estimated from the absorbed increments with the weights 1/delta_k of
 :class:`~resnet_limits.limits.WeightPaths` (solved only when sigma''(0) != 0; tanh has 0). The
-network differs from its Euler-Maruyama scheme by sigma's higher-order terms (SPEC §4), so with
+network differs from its Euler-Maruyama scheme by sigma's higher-order terms (SP App. E.3), so with
 delta = L^{-1/2} and O(1) weights (Depth-muP) the cubic term of tanh need not vanish with L.
 """
 

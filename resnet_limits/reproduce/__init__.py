@@ -30,14 +30,15 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import json
 import shlex
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-import numpy as np
 
+from resnet_limits.config import MNIST_DIR_ENV
 from resnet_limits.errors import UsageError
 from resnet_limits.reproduce.entries import (
     DRAWINGS, EXPERIMENTS, OPTIONS, REPOSITORY, SIDES, Experiment, availability, list_lines, load_experiment,
@@ -48,7 +49,7 @@ from resnet_limits.reproduce.report import (
     INDEX, RECORD, REPORT, RESULT, environment, index_markdown, read_record, report_markdown, write_index,
 )
 from resnet_limits.reproduce.verdicts import RULE, compare, lookup, verdict
-from resnet_limits.sweeps.folder import atomic_write, check_out_dir, write_json
+from resnet_limits.sweeps.folder import check_out_dir, write_json, write_text
 
 __all__ = [
     "DRAWINGS", "EXPERIMENTS", "INDEX", "OPTIONS", "RECORD", "REPORT", "REPOSITORY", "RESULT", "RULE", "SIDES",
@@ -67,15 +68,11 @@ def registry(folder=None) -> dict[str, Experiment]:
 # ------------------------------------------------------------------ running -----------
 
 def _data_dir(exp: Experiment, given: Optional[str]) -> Optional[str]:
-    """``--data-dir`` if given, else the first of the file's ``[data] dirs`` that exists
-    (relative to the repository), else None (tensorflow-datasets)."""
+    """``--data-dir`` if given, else ``$RESNET_LIMITS_MNIST_DIR`` for an entry that reads MNIST
+    (``[data] mnist = true``), else None (tensorflow-datasets)."""
     if given is not None:
         return str(given)
-    for d in exp.data_dirs:
-        p = (REPOSITORY / d).resolve()
-        if p.is_dir():
-            return str(p)
-    return None
+    return os.environ.get(MNIST_DIR_ENV) or None if exp.reads_mnist else None
 
 
 def _arguments(exp: Experiment, mode: str, options: Mapping[str, Any], extra: Optional[Mapping[str, Any]]) -> dict:
@@ -95,15 +92,17 @@ def _run_sweep(exp: Experiment, folder: Path, args: dict, progress: bool, log) -
     configuration under ``config``, and its printed summary."""
     from resnet_limits import sweeps
     from resnet_limits.analysis import analyze_run, format_analysis
+    from resnet_limits.config import CONV, sweep_config
+    from resnet_limits.run import Run
 
     run_dir = folder / "run"
-    if exp.target in sweeps.CONV_PRESETS:
-        done = sweeps.run_conv_sweep(sweeps.make_conv_config(exp.target, **args), run_dir, progress=progress, log=log)
-    else:
-        done = sweeps.run_sweep_report(sweeps.make_config(exp.target, **args), run_dir, progress=progress, log=log)
-    result = analyze_run(run_dir, progress=progress)
+    cfg = sweep_config(exp.target, **args)
+    train = sweeps.run_conv_sweep if cfg.kind == CONV else sweeps.run_sweep_report
+    done = train(cfg, run_dir, progress=progress, log=log)
+    run = Run.open(run_dir)
+    result = analyze_run(run, progress=progress)
     trained = {"depths": len(done.finished), "trained_now": len(done.trained)}
-    return {**result, "config": sweeps.load_config(run_dir), "sweep": trained}, format_analysis(result)
+    return {**result, "config": run.config.to_json(), "sweep": trained}, format_analysis(result)
 
 
 def _run_study(exp: Experiment, folder: Path, args: dict, progress: bool) -> tuple[dict, str]:
@@ -186,7 +185,7 @@ def reproduce(exp: Experiment, out, *, quick: bool = False, options: Optional[Ma
         "seconds": round(time.perf_counter() - t0, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "environment": environment(), "companion": companion, "summary": text, "sweep": result.get("sweep"),
     }
-    write_json(folder / RESULT, _plain(result))
+    write_json(folder / RESULT, result)
     return {**_write_judged(exp, folder, record, result), "text": text, "skipped": False}
 
 
@@ -207,8 +206,8 @@ def _write_judged(exp: Experiment, folder: Path, record: dict, result: Any) -> d
         "context": {k: _context(v, result) for k, v in exp.context.items()},
         "figures": figure_rows(exp, result, folder), "links": link_rows(exp, folder), "entry": entry_digest(exp),
     }
-    atomic_write(folder / REPORT, lambda f: f.write(report_markdown(record, record["summary"]).encode()))
-    write_json(folder / RECORD, _plain(record))
+    write_text(folder / REPORT, report_markdown(record, record["summary"]))
+    write_json(folder / RECORD, record)
     return record
 
 
@@ -241,19 +240,6 @@ def _companion(exp: Experiment, out, **run) -> Optional[dict[str, str]]:
 
 def _context(value, result) -> Any:
     return lookup(result, value) if isinstance(value, list) else value
-
-
-def _plain(obj):
-    """``obj`` as JSON-safe data (numpy arrays as lists, paths and other objects as text)."""
-    if isinstance(obj, (np.ndarray, np.generic)):
-        return _plain(obj.tolist())
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    return str(obj)
 
 
 # ------------------------------------------------------------------ all of them -------

@@ -47,7 +47,7 @@ class Experiment:
     format: Optional[str]
     modes: Mapping[str, Mapping[str, Any]]  # "quick" / "full" -> args, note, compare, why
     options: Mapping[str, str]
-    data_dirs: tuple[str, ...]
+    reads_mnist: bool
     tolerance: float
     needs_gpu: str
     times: Mapping[str, Optional[str]]
@@ -101,7 +101,7 @@ def load_experiment(path) -> Experiment:
         name=path.stem, path=path, order=int(d.get("order", 99)), reproduces=str(d.get("reproduces", "")),
         kind=d["kind"], target=d["preset"] if d["kind"] == "sweep" else d["study"], format=d.get("format"),
         modes={m: dict(d.get(m, {})) for m in ("quick", "full")}, options=dict(d.get("options", {})),
-        data_dirs=tuple(d.get("data", {}).get("dirs", ())), tolerance=float(d.get("tolerance", 0.0)),
+        reads_mnist=bool(d.get("data", {}).get("mnist", False)), tolerance=float(d.get("tolerance", 0.0)),
         needs_gpu=str(d.get("needs_gpu", "")), times={k: (v or None) for k, v in d.get("times", {}).items()},
         context=dict(d.get("context", {})), figures=tuple(d.get("figures", ())), links=tuple(d.get("links", ())),
         compare=tuple(d.get("compare", ())), companion=d.get("companion"), why=d.get("why"),

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from resnet_limits.reproduce.entries import Experiment, availability
 from resnet_limits.reproduce.verdicts import RULE, number_text
-from resnet_limits.sweeps.folder import atomic_write
+from resnet_limits.sweeps.folder import write_text
 
 __all__ = ["INDEX", "RECORD", "REPORT", "RESULT", "environment", "index_markdown", "read_record", "report_markdown",
            "write_index"]
@@ -205,5 +205,5 @@ def read_record(folder: Path) -> Optional[dict]:
 def write_index(out, experiments: Mapping[str, Experiment], problems: Optional[Mapping[str, str]] = None) -> Path:
     """Write ``out/index.md`` (:func:`index_markdown`); returns its path."""
     path = Path(out) / INDEX
-    atomic_write(path, lambda f: f.write(index_markdown(out, experiments, problems or {}).encode()))
+    write_text(path, index_markdown(out, experiments, problems or {}))
     return path

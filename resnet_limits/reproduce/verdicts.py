@@ -10,6 +10,7 @@ import math
 from typing import Any, Mapping, Optional, Sequence
 
 from resnet_limits.reproduce.entries import Experiment
+from resnet_limits.scaling import finite_or_none
 
 __all__ = ["RULE", "compare", "lookup", "number_text", "verdict", "why_text"]
 
@@ -51,14 +52,6 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _number(x) -> Optional[float]:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
 def why_text(spec: Mapping[str, Any], mode: str) -> Optional[str]:
     """The entry's explanation of a difference in this number (``why``: one text, or a table of
     texts by mode, ``{quick = "...", full = "..."}``); None where it gives none."""
@@ -78,7 +71,7 @@ def _judge(spec: Mapping[str, Any], result: Any, default_tol: float, mode: str) 
     if isinstance(paper, str):
         return {**row, "ours": raw, "ok": raw == paper, "missing": raw is None}
     scale = float(spec.get("ours_scale", 1.0))
-    ours, sd = _number(raw), _number(lookup(result, spec["ours_sd"])) if "ours_sd" in spec else None
+    ours, sd = finite_or_none(raw), finite_or_none(lookup(result, spec["ours_sd"])) if "ours_sd" in spec else None
     seeds = lookup(result, spec["ours_seeds"]) if "ours_seeds" in spec else None
     if ours is not None:
         ours, sd = ours * scale, (sd * scale if sd is not None else None)
@@ -86,7 +79,7 @@ def _judge(spec: Mapping[str, Any], result: Any, default_tol: float, mode: str) 
         ours, sd = (math.log10(ours) if ours and ours > 0 else None), None
     tol = max(float(spec.get("tolerance", default_tol)), 2 * math.hypot(spec.get("paper_sd") or 0.0, sd or 0.0))
     row.update(ours=ours, ours_sd=sd, tolerance=tol, log10=bool(spec.get("log10")), sd_is=spec.get("sd_is"),
-               ours_seeds=[None if _number(v) is None else _number(v) * scale for v in seeds] if seeds else None,
+               ours_seeds=[None if finite_or_none(v) is None else finite_or_none(v) * scale for v in seeds] if seeds else None,
                missing=ours is None)
     diff = row["difference"] = None if ours is None else ours - float(paper)
     beyond = None if diff is None else {"both": abs(diff), "at most": diff, "at least": -diff}[row["side"]]

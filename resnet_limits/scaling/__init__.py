@@ -1,4 +1,4 @@
-"""Scaling analysis of trained weights (SP §2.3, Table 1, eqs. 5-8, Fig. 6; SPEC §2-§3).
+"""Scaling analysis of trained weights (SP §2.1-2.3, Table 1, eqs. 5-8, Fig. 6).
 
 Pure functions of arrays (layer 1 of DESIGN.md: no files, no printing); the analysis of a whole
 sweep folder, which reads the run and writes ``analysis.json`` and figures, is
@@ -41,8 +41,9 @@ from resnet_limits.scaling.conv_analysis import (
     kernel_operator_norms,
 )
 from resnet_limits.scaling.conv_norms import conv_singular_values, conv_spectral_norm, conv_spectral_norms
-from resnet_limits.scaling.denoised import denoised_params, pad_layers, seed_losses
+from resnet_limits.scaling.denoised import denoised_params, pad_depth, seed_losses
 from resnet_limits.scaling.fits import (
+    finite_or_none,
     LogLogFit,
     fit_alpha,
     fit_exponents,
@@ -72,6 +73,13 @@ from resnet_limits.scaling.norms import (
     table1_loop,
     valid_seeds,
 )
+from resnet_limits.scaling.roughness import (
+    cumulative_path,
+    dyadic_lags,
+    holder_exponent,
+    variogram,
+    weights_holder_exponent,
+)
 from resnet_limits.scaling.trend import (
     SPLIT_KEYS,
     denoise,
@@ -91,6 +99,7 @@ from resnet_limits.scaling.trend import (
 from resnet_limits.scaling import conv_analysis as _conv_analysis
 
 __all__ = [
+    "finite_or_none",
     *_conv_analysis.__all__,
     "ENTRY_NDIM",
     "LogLogFit",
@@ -102,13 +111,16 @@ __all__ = [
     "conv_singular_values",
     "conv_spectral_norm",
     "conv_spectral_norms",
+    "cumulative_path",
     "denoise",
     "denoised_params",
     "depth_norms",
+    "dyadic_lags",
     "fit_alpha",
     "fit_exponents",
     "fit_seeds",
     "frobenius",
+    "holder_exponent",
     "hypothesis_test",
     "is_homogeneous",
     "loglog_fit",
@@ -117,7 +129,7 @@ __all__ = [
     "noise_summary",
     "own_grid",
     "own_trend",
-    "pad_layers",
+    "pad_depth",
     "pad_seeds",
     "pooled_trend",
     "rescaled_cumsum",
@@ -135,4 +147,6 @@ __all__ = [
     "trend_weights",
     "usable_beta",
     "valid_seeds",
+    "variogram",
+    "weights_holder_exponent",
 ]

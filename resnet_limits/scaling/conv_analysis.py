@@ -1,4 +1,4 @@
-"""Scaling of the kernels of the convolutional ResNet (SP eq. 9, §3.2, Figs 7-8; SPEC §3).
+"""Scaling of the kernels of the convolutional ResNet (SP eq. 9, §3.2, Table 1, Figs 7-8).
 
 For a trained network of depth L, with blocks as :func:`resnet_limits.conv.block_kernels`
 lists them, the Table-1 quantities with the Frobenius norm replaced by the operator norm of
@@ -97,7 +97,7 @@ def conv_table1(norms: np.ndarray, increments: np.ndarray, exponent: Optional[fl
     """Table-1 quantities of one kernel family of a depth-L network from its operator norms:
     maximum norm max_k ||T_k||, root sum of squares (sum_k ||T_k||^2)^{1/2}, max increment
     max_k ||T_{k+1} - T_k|| and, given ``exponent`` gamma, the scaled norm of increments
-    L^gamma max_k ||T_{k+1} - T_k|| (SP Table 1 with operator norms, SPEC §3)."""
+    L^gamma max_k ||T_{k+1} - T_k|| (SP Table 1 with operator norms, as in SP §3.2)."""
     norms, increments = np.asarray(norms, np.float64), np.asarray(increments, np.float64)
     L = norms.shape[0]
     max_inc = float(np.nanmax(increments)) if np.isfinite(increments).any() else float("nan")

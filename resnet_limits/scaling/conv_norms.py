@@ -1,5 +1,5 @@
 """Operator norms of convolution layers by FFT and batched SVD (Sedghi, Gupta & Long, ICLR 2019;
-SP §3.3, SPEC §3).
+SP §3.2, Table 1).
 
 The circular 2-D convolution with a kernel K (kh x kw, c_in -> c_out) on an n1 x n2 input is
 block-diagonalised by the 2-D Fourier transform: at each of the n1 n2 frequencies (u, v) it acts
@@ -93,7 +93,7 @@ def conv_singular_values(kernel, input_hw: Sequence[int], layout: str = "HWIO", 
 
 def conv_spectral_norm(kernel, input_hw: Sequence[int], layout: str = "HWIO") -> jax.Array:
     """Operator (spectral) norm of a convolution layer on an ``input_hw`` input: the largest of
-    :func:`conv_singular_values` (SPEC §3, Sedghi et al. 2019), taken over the half spectrum
+    :func:`conv_singular_values` (SP §3.2, Sedghi et al. 2019), taken over the half spectrum
     (a real kernel's conjugate frequencies repeat it). A scalar array; jitted."""
     return jnp.max(conv_singular_values(kernel, input_hw, layout, half_spectrum=True))
 

@@ -2,9 +2,12 @@
 
 SP Fig. 6 rebuilds each network with its denoised weights ``Atilde_k = L^{-beta} Abar_{k/L}``
 (:func:`~resnet_limits.scaling.denoise`) and compares its training loss with the trained
-network's. :func:`seed_losses` evaluates the networks of all seeds of one depth in one jitted
-program (float32, like training); :func:`pad_layers` pads the depth to a power of two with
-identity layers, so that one compiled program serves many depths.
+network's. :func:`seed_losses` evaluates any number of networks of one depth (the seeds, and the
+trained and denoised versions of each) as one jitted program, in float32 like training: the
+weights are stacked in the capacity of the depth's bucket (:func:`~resnet_limits.models.depth_capacity`)
+on the host and the layer loop runs exactly L layers (:func:`~resnet_limits.models.forward_to_depth`),
+so the depths of a grid stacked in one capacity share one compiled program and pay for no padded
+layer.
 """
 
 from __future__ import annotations
@@ -15,36 +18,49 @@ from typing import Optional
 import jax
 import numpy as np
 
-from resnet_limits.models import ResNetParams, forward, get_activation, mse, pad_params
+from resnet_limits.models import ResNetParams, depth_capacity, forward_to_depth, mse
 
-__all__ = ["denoised_params", "pad_layers", "seed_losses"]
+__all__ = ["denoised_params", "pad_depth", "seed_losses"]
 
 
-def pad_layers(params: ResNetParams, activation: str) -> ResNetParams:
-    """``params`` (leading seed axis, S x L x ...) padded along the depth axis with identity
-    layers (A = 0, b = 0, per-layer delta = 0) up to the next power of two (at least 8).
-
-    Exact because sigma(0) = 0, so h + delta sigma(0 h + 0) = h (SP eq. 1); for an activation
-    with sigma(0) != 0 the parameters are returned as they are.
-    """
+def pad_depth(params: ResNetParams, capacity: int) -> ResNetParams:
+    """``params`` (leading network axis, N x L x ...) as float32 numpy arrays stacked in
+    ``capacity`` >= L layers (zeros after layer L; a shared delta (N,) stays as it is)."""
     L = np.shape(params.A)[1]
-    Lp = max(8, 1 << (L - 1).bit_length())
-    if Lp == L or float(np.asarray(get_activation(activation).fn(np.zeros(1, np.float32)))[0]) != 0.0:
-        return params
-    return jax.vmap(partial(pad_params, capacity=Lp))(params)
+
+    def pad(a):
+        a = np.asarray(a, np.float32)
+        out = np.zeros((a.shape[0], capacity) + a.shape[2:], np.float32)
+        out[:, :L] = a
+        return out
+
+    delta = params.delta
+    if delta is not None:
+        delta = pad(delta) if np.ndim(delta) == 2 else np.asarray(delta, np.float32)
+    return ResNetParams(pad(params.A), pad(params.b), delta)
 
 
 @partial(jax.jit, static_argnames=("activation", "delta_mode"))
-def _mse_per_seed(params: ResNetParams, x, y, activation: str, delta_mode: str) -> jax.Array:
-    return jax.vmap(lambda p: mse(forward(p, x, activation=activation, delta_mode=delta_mode), y))(params)
+def _mse_per_network(params: ResNetParams, x, y, depth, activation: str, delta_mode: str) -> jax.Array:
+    def one(p):
+        return mse(forward_to_depth(p, x, depth, activation=activation, delta_mode=delta_mode), y)
+
+    return jax.vmap(one)(params)
 
 
-def seed_losses(params: ResNetParams, x, y, *, activation: str, delta_mode: str) -> np.ndarray:
-    """Training MSE (S,) of each seed's network of SP eq. 1 on the inputs ``x`` and targets
-    ``y``; ``params`` has a leading seed axis and is evaluated in float32 after :func:`pad_layers`."""
-    f32 = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
+def seed_losses(params: ResNetParams, x, y, *, activation: str, delta_mode: str,
+                capacity: Optional[int] = None) -> np.ndarray:
+    """Training MSE (N,) of each network of SP eq. 1 (``params`` with a leading network axis,
+    evaluated in float32) on the inputs ``x`` and targets ``y``.
+
+    The weights are stacked in ``capacity`` layers (default: the depth's bucket): give every depth
+    of a grid the capacity of its largest depth and the whole grid runs one compiled program
+    (padded layers cost a copy, not arithmetic: the loop stops at L)."""
+    L = int(np.shape(params.A)[1])
+    padded = pad_depth(params, depth_capacity(L) if capacity is None else capacity)
     with np.errstate(all="ignore"):
-        return np.asarray(_mse_per_seed(pad_layers(f32, activation), x, y, activation, delta_mode))
+        return np.asarray(_mse_per_network(padded, np.asarray(x, np.float32), np.asarray(y, np.float32), L,
+                                           activation, delta_mode))
 
 
 def denoised_params(A, b, delta: Optional[np.ndarray], scaled_by_delta: bool) -> ResNetParams:

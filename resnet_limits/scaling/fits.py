@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -12,12 +12,23 @@ __all__ = [
     "fit_alpha",
     "fit_exponents",
     "fit_seeds",
+    "finite_or_none",
     "loglog_fit",
     "median_at",
     "nanmean_seeds",
     "summarize_exponent",
     "usable_beta",
 ]
+
+
+def finite_or_none(x) -> Optional[float]:
+    """``x`` as a float if it is a finite number, else None (a NaN or +-Inf fit, a missing value;
+    JSON's null)."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
 
 
 class LogLogFit(NamedTuple):

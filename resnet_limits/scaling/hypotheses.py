@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from resnet_limits.scaling.fits import fit_exponents, median_at, nanmean_seeds, usable_beta
+from resnet_limits.scaling.fits import finite_or_none, fit_exponents, median_at, nanmean_seeds, usable_beta
 from resnet_limits.scaling.norms import seeds_by_depth, table1
 from resnet_limits.scaling.trend import (
     SPLIT_KEYS,
@@ -27,7 +27,7 @@ from resnet_limits.scaling.trend import (
 
 __all__ = ["PAPER_VALUES", "THRESHOLDS", "analyze_tensor_family", "hypothesis_test", "noise_summary"]
 
-#: Values to compare with (SP §3.1, Table 4, App. B; SPEC §6 for the authors' code).
+#: Values to compare with (SP §3.1, Table 4, App. B; our runs of the authors' public code).
 PAPER_VALUES: dict[str, dict[str, Any]] = {
     "tanh-synthetic": {
         "alpha": 0.73, "alpha_sd": 0.02, "beta": 0.29, "beta_sd": 0.05,
@@ -35,12 +35,12 @@ PAPER_VALUES: dict[str, dict[str, Any]] = {
         "source": "SP Table 4 (eta=.01, B=32, 5 seeds); SP Figs 2-3",
         "authors_code": "Adam, seed 0: L 3-2116 alpha .69+-.01, beta .23 (A) / .28 (b); "
                         "L 3-7583 alpha .61+-.03, beta .18 / .28; "
-                        "SGD L 3-9100 alpha -.05+-.02, beta .19 / .49 (SPEC §6)",
+                        "SGD L 3-9100 alpha -.05+-.02, beta .19 / .49",
     },
     "relu-synthetic": {
         "alpha": None, "beta": 0.8, "verdict_A": "Hypothesis 2",
         "source": "SP Fig. 4 (beta = 0.8 from the cumulative sum norm of |delta|A)",
-        "authors_code": "Adam L 3-2116: beta .71 (|delta|A) / .90 (|delta|b) (SPEC §6)",
+        "authors_code": "Adam L 3-2116: beta .71 (|delta|A) / .90 (|delta|b)",
     },
     "tanh-mnist": {"alpha": 0.7, "beta": 0.2, "verdict_A": "Hypothesis 1", "source": "SP Fig. 2"},
     "relu-mnist": {"alpha": None, "beta": 0.9, "verdict_A": "Hypothesis 2", "source": "SP Fig. 4"},
@@ -63,11 +63,6 @@ THRESHOLDS: dict[str, float] = {
     "sparse_kappa": -0.25,
     "sparse_max_decay": 0.15,
 }
-
-
-def _f(x) -> Optional[float]:
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def hypothesis_test(
@@ -106,18 +101,18 @@ def hypothesis_test(
     beta_half = bool(beta["mean"] >= 0.5)
     sparse = bool(kappa["mean"] > th["sparse_kappa"] and bmax["mean"] < th["sparse_max_decay"])
     steps = {
-        "1_alpha": None if alpha is None else {"alpha": _f(alpha["mean"]), "sd": _f(alpha["sd"])},
-        "2_beta": {"beta": _f(beta["mean"]), "sd": _f(beta["sd"]), "beta_from_max_norm": _f(bmax["mean"])},
-        "3_increments": {"nu": _f(nu["mean"]), "stderr": _f(nu["stderr"]), "vanish": vanish,
+        "1_alpha": None if alpha is None else {"alpha": finite_or_none(alpha["mean"]), "sd": finite_or_none(alpha["sd"])},
+        "2_beta": {"beta": finite_or_none(beta["mean"]), "sd": finite_or_none(beta["sd"]), "beta_from_max_norm": finite_or_none(bmax["mean"])},
+        "3_increments": {"nu": finite_or_none(nu["mean"]), "stderr": finite_or_none(nu["stderr"]), "vanish": vanish,
                          "rule": f"nu > {th['nu_vanish']} and nu - 2 stderr > 0"},
-        "4_trend_noise": {"noise_to_trend": _f(noise_to_trend), "negligible": negligible,
-                          "noise_lag1_autocorr": _f(noise_autocorr), "smooth_residual": smooth,
-                          "cross_depth_noise_to_trend": _f(cross_depth_noise_to_trend),
+        "4_trend_noise": {"noise_to_trend": finite_or_none(noise_to_trend), "negligible": negligible,
+                          "noise_lag1_autocorr": finite_or_none(noise_autocorr), "smooth_residual": smooth,
+                          "cross_depth_noise_to_trend": finite_or_none(cross_depth_noise_to_trend),
                           "rule": f"negligible: sqrt(QV)/RSS(trend) < {th['noise_negligible']}; smooth "
                                   f"(not diffusive): lag-1 autocorrelation > {th['noise_smooth_autocorr']}"},
-        "5_quadratic_variation": {"beta_ge_half": beta_half, "rss_slope": _f(rss["mean"]),
-                                  "rss_bounded": rss_bounded, "qv_largest_depth": _f(qv_largest)},
-        "sparsity": {"kappa": _f(kappa["mean"]), "max_norm_decay": _f(bmax["mean"]), "sparse": sparse,
+        "5_quadratic_variation": {"beta_ge_half": beta_half, "rss_slope": finite_or_none(rss["mean"]),
+                                  "rss_bounded": rss_bounded, "qv_largest_depth": finite_or_none(qv_largest)},
+        "sparsity": {"kappa": finite_or_none(kappa["mean"]), "max_norm_decay": finite_or_none(bmax["mean"]), "sparse": sparse,
                      "rule": f"kappa > {th['sparse_kappa']} and max-norm decay < {th['sparse_max_decay']}"},
     }
     verdict, reason, finite_qv = _verdict(exps, noise_to_trend, noise_autocorr, steps)

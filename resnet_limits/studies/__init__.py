@@ -6,7 +6,10 @@ progress with tqdm.
 * ``backprop``: backpropagation Jacobians to backward ODEs / the Phi SDE (AA §5);
 * ``table4``: SP Table 4, alpha and beta over learning rate x batch size;
 * ``trained_limits``: a trained network of a sweep folder against its limit;
-* ``figures``: their figures, from plain arrays and dicts.
+* ``parametrizations``: depth parametrisations beyond the papers (regimes, limit errors,
+  learning-rate transfer).
+
+Their figures are drawn by :mod:`resnet_limits.plotting` (from plain arrays and dicts).
 
 Each study module has ``run(...) -> dict`` and a ``format_...(result) -> str`` summary. Import the
 module you need (``from resnet_limits.studies import convergence``); this package imports none of

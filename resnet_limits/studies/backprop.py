@@ -1,4 +1,4 @@
-"""Backpropagation convergence study (AA §5, SPEC §5): discrete Jacobians vs backward ODEs / the Phi SDE.
+"""Backpropagation convergence study (AA §5, Thms 4, 5): discrete Jacobians vs backward ODEs / the Phi SDE.
 
 :func:`run` ``(out, *, quick=False, n_paths=None, progress=True)`` writes ``out/backprop.json``
 (the returned dict) and ``out/backprop_*.png``. Cases (width d = 4, float64, errors averaged over
@@ -34,7 +34,7 @@ from resnet_limits.backprop import regime1_path_errors, regime2_path_errors
 from resnet_limits.errors import UsageError
 from resnet_limits.limits import error_rate, map_paths
 from resnet_limits.models import get_activation
-from resnet_limits.studies import figures
+from resnet_limits import plotting
 from resnet_limits.studies._io import output_folder, write_json
 
 __all__ = ["ACTIVATIONS", "LINEAR_ALPHA", "format_backprop", "run"]
@@ -155,8 +155,9 @@ def _figures(out: Path, cases: dict, st: dict) -> list[str]:
             c = cases[f"regime1-{kind}-{a}"]
             lines.append((f"{a}: J vs P", depths, c["errors"], c["slope"], m, _COLORS[a]))
             lines.append((f"{a}: weight grads", depths, c["grad_errors"], c["grad_slope"], m[0] + "--", _COLORS[a]))
-        names.append(figures.depth_lines(out / f"backprop_regime1_{kind}.png", title + f", d={d}, {st['paths1']} paths",
-                                         "mean sup_k ||J_k - P_{k/L}||_F  (grads: L^alpha-rescaled)", lines))
+        fig = plotting.depth_lines(title + f", d={d}, {st['paths1']} paths",
+                                   "mean sup_k ||J_k - P_{k/L}||_F  (grads: L^alpha-rescaled)", lines)
+        names.append(Path(plotting.save(fig, out / f"backprop_regime1_{kind}.png", dpi=120)).name)
     lines = []
     for a, m in zip(ACTIVATIONS, _MARKERS):
         c = cases[f"regime2-{a}"]
@@ -164,9 +165,9 @@ def _figures(out: Path, cases: dict, st: dict) -> list[str]:
         lines.append((f"{a}: J vs Li et al. adjoint", depths, c["li_errors"], c["li_slope"], m[0] + "--", _COLORS[a]))
         lines.append((f"{a}: J vs adjoint w/o Strat. drift", depths, c["naive_errors"], c["naive_slope"], m[0] + ":",
                       _COLORS[a]))
-    names.append(figures.depth_lines(out / "backprop_regime2.png",
-                                     f"Regime 2, Brownian weights, d={d}, {st['paths2']} paths, {st['n_fine']} fine steps",
-                                     "E sup_k ||J_k - J_{k/L}||_F^2", lines))
+    fig = plotting.depth_lines(f"Regime 2, Brownian weights, d={d}, {st['paths2']} paths, {st['n_fine']} fine steps",
+                               "E sup_k ||J_k - J_{k/L}||_F^2", lines)
+    names.append(Path(plotting.save(fig, out / "backprop_regime2.png", dpi=120)).name)
     return names
 
 

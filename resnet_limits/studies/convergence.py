@@ -1,4 +1,4 @@
-"""Strong convergence of deep ResNets to their ODE / Ito SDE limits (SP §4, Thms 4.3, 4.4; SPEC §4).
+"""Strong convergence of deep ResNets to their ODE / Ito SDE limits (SP §4, Thms 4.3, 4.4; AA Thms 1-3).
 
 :func:`run` ``(out, *, quick=False, n_paths=None, progress=True)``: for each path (vmapped), one fine
 Brownian path of ``n_fine`` steps (SP Remark 2.1) and a random smooth trend are drawn; the depth-L
@@ -43,7 +43,7 @@ from resnet_limits.limits import (
     uniform_grid,
 )
 from resnet_limits.models import forward
-from resnet_limits.studies import figures
+from resnet_limits import plotting
 from resnet_limits.studies._io import output_folder, write_json
 
 __all__ = ["CASES", "StudyConfig", "convergence_study", "format_convergence", "run"]
@@ -203,7 +203,7 @@ def _trajectory_figure(cfg: StudyConfig, path: Path) -> str:
         hs = {L: np.asarray(forward(brownian_network(p.dW_A, p.dW_b, L, Abar=p.Abar, bbar=p.bbar), p.x,
                                     activation="csoftplus", delta_mode="none", return_hidden=True))
               for L in shown}
-    return figures.paths_vs_limit(np.asarray(ts), Hq, H0, hs, path)
+    return Path(plotting.save(plotting.paths_vs_limit(np.asarray(ts), Hq, H0, hs), path, dpi=130)).name
 
 
 def _ode_figure(cfg: StudyConfig, cases: dict, path: Path) -> str:
@@ -214,7 +214,7 @@ def _ode_figure(cfg: StudyConfig, cases: dict, path: Path) -> str:
     if regime2:
         panels.append((regime2, f"Regime 2 (A_k = L^-beta Abar(k/L) + dW^A_k, delta = L^-alpha), "
                                 f"{cfg.n_paths} paths"))
-    return figures.strong_errors_panels(cases, panels, path)
+    return Path(plotting.save(plotting.strong_errors_panels(cases, panels), path, dpi=130)).name
 
 
 def run(out, *, quick: bool = False, n_paths: Optional[int] = None, progress: bool = True) -> dict:
@@ -229,11 +229,11 @@ def run(out, *, quick: bool = False, n_paths: Optional[int] = None, progress: bo
     result = convergence_study(cfg, progress=progress)
     result["quick"] = bool(quick)
     cases = result["cases"]
+    sde = [n for n, c in cases.items() if c["kind"] == "sde"]
+    title = (f"Remark 2.1 weights + drift (alpha=0, beta=1), d={cfg.width}, {cfg.n_paths} paths, "
+             f"n_fine={cfg.n_fine}")
     result["figures"] = [
-        figures.strong_errors(cases, [n for n, c in cases.items() if c["kind"] == "sde"],
-                              out / "convergence_sde.png",
-                              f"Remark 2.1 weights + drift (alpha=0, beta=1), d={cfg.width}, "
-                              f"{cfg.n_paths} paths, n_fine={cfg.n_fine}"),
+        Path(plotting.save(plotting.strong_errors(cases, sde, title), out / "convergence_sde.png", dpi=130)).name,
         _ode_figure(cfg, cases, out / "convergence_ode.png"),
         _trajectory_figure(cfg, out / "convergence_paths.png"),
     ]

@@ -1,4 +1,4 @@
-"""Depth parametrisations beyond the papers (issue 12): the regime of the weights at initialisation
+"""Depth parametrisations beyond the papers: the regime of the weights at initialisation
 and after training, the network-vs-limit error against depth, and learning-rate transfer.
 
 The cases (:data:`CASES`), all on the synthetic task of the ``tanh-synthetic`` preset (SP §3.1,
@@ -48,21 +48,18 @@ from typing import Any, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
 from tqdm import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from resnet_limits import sweeps  # noqa: E402
-from resnet_limits.limits import sup_sq_error  # noqa: E402
-from resnet_limits.limits.regime_limit import HYPOTHESIS_LIMITS, limit_on_weights  # noqa: E402
-from resnet_limits.models import ResNetParams  # noqa: E402
-from resnet_limits.scaling import loglog_fit  # noqa: E402
-from resnet_limits.studies import figures  # noqa: E402
-from resnet_limits.studies._io import output_folder, write_json  # noqa: E402
-from resnet_limits.sweeps.fc import run_initial_weights  # noqa: E402
+from resnet_limits import plotting, sweeps
+from resnet_limits.config import SweepConfig, sweep_config
+from resnet_limits.limits import sup_sq_error
+from resnet_limits.limits.regime_limit import HYPOTHESIS_LIMITS, limit_on_weights
+from resnet_limits.models import ResNetParams
+from resnet_limits.scaling import finite_or_none, loglog_fit
+from resnet_limits.studies._io import output_folder, write_json, write_text
+from resnet_limits.run import Run
+from resnet_limits.sweeps.fc import run_initial_weights
 
 __all__ = ["CASES", "FULL_DEPTHS", "QUICK_DEPTHS", "REF_DEPTH", "Case", "case_config", "format_parametrizations",
            "parametrizations_markdown", "run"]
@@ -106,7 +103,7 @@ class Case(NamedTuple):
     init: Optional[str]  # None: the preset's
 
     def overrides(self) -> dict[str, Any]:
-        """Settings of :func:`resnet_limits.sweeps.make_config` beyond the preset."""
+        """Settings of :func:`resnet_limits.config.sweep_config` beyond the preset."""
         if self.branch_exponent is None:
             return {}
         return dict(parametrization="fixed", branch_exponent=self.branch_exponent, init=self.init,
@@ -123,15 +120,10 @@ CASES = (
 
 
 def case_config(case: Case, depths: Sequence[int], *, seeds: int = SEEDS, max_updates: Optional[int] = None,
-                **settings) -> dict[str, Any]:
+                **settings) -> SweepConfig:
     """The sweep configuration of one case (the ``tanh-synthetic`` preset with the case's settings)."""
-    return sweeps.make_config(PRESET, depths=list(depths), seeds=seeds, max_updates=max_updates,
-                              **case.overrides(), **settings)
-
-
-def _num(v) -> Optional[float]:
-    """A finite float, or None."""
-    return float(v) if v is not None and math.isfinite(float(v)) else None
+    return sweep_config(PRESET, depths=list(depths), seeds=seeds, max_updates=max_updates, **case.overrides(),
+                        **settings)
 
 
 # ------------------------------------------------------------------ regimes ----------
@@ -156,16 +148,16 @@ def _hypothesis(verdict: str) -> Optional[int]:
 
 # ------------------------------------------------------------------ limits -----------
 
-def _sup_errors(run_dir: Path, L: int, xs: jax.Array, cfg: dict, hypothesis: int, n_seeds: int) -> np.ndarray:
+def _sup_errors(run: Run, L: int, xs: jax.Array, hypothesis: int, n_seeds: int) -> np.ndarray:
     """sup_k |h_k - H_{k/L}| of the first ``n_seeds`` non-diverged networks of depth ``L``, mean
     over the inputs: (seeds,)."""
-    params, metrics = sweeps.load_depth(run_dir, L)
+    params, metrics = run.params(L), run.metrics(L)
     ok = [s for s, d in enumerate(metrics.get("diverged", [False] * params.A.shape[0])) if not d][:n_seeds]
     if not ok:
         return np.zeros((0,))
     f64 = lambda a: None if a is None else jnp.asarray(np.asarray(a)[ok], jnp.float64)  # noqa: E731
     p = ResNetParams(f64(params.A), f64(params.b), f64(params.delta))
-    act, dm = cfg["activation"], cfg["delta_mode"]
+    act, dm = run.config.activation, run.config.delta_mode
 
     def one(q: ResNetParams) -> jax.Array:
         h, H = limit_on_weights(q, xs, act, dm, hypothesis)
@@ -174,23 +166,22 @@ def _sup_errors(run_dir: Path, L: int, xs: jax.Array, cfg: dict, hypothesis: int
     return np.asarray(jax.jit(jax.vmap(one))(p))
 
 
-def limit_errors(run_dir, cfg: dict, hypothesis: int, *, n_seeds: int, n_inputs: int) -> dict[str, Any]:
-    """The network-vs-limit error of a sweep folder's trained networks against depth under
+def limit_errors(run: Run, hypothesis: int, *, n_seeds: int, n_inputs: int) -> dict[str, Any]:
+    """The network-vs-limit error of a run's trained networks against depth under
     ``hypothesis`` (1: ODE, 2: Ito SDE; module docstring), on the first ``n_inputs`` test inputs,
     with its log-log slope."""
-    run_dir = Path(run_dir)
-    depths = sweeps.finished_depths(run_dir)
+    depths = run.depths
     per_seed = []
-    x_test = np.asarray(sweeps.dataset_for(cfg).x_test)[:n_inputs]  # float32, as trained on (not under x64)
+    x_test = np.asarray(run.dataset().x_test)[:n_inputs]  # float32, as trained on (not under x64)
     with jax.enable_x64(True):
         xs = jnp.asarray(x_test, jnp.float64)
         for L in depths:
-            per_seed.append(_sup_errors(run_dir, L, xs, cfg, hypothesis, n_seeds))
+            per_seed.append(_sup_errors(run, L, xs, hypothesis, n_seeds))
     mean = [float(np.mean(e)) if e.size else float("nan") for e in per_seed]
     fit = loglog_fit(depths, mean)
     return {"hypothesis": hypothesis, "limit": HYPOTHESIS_LIMITS[hypothesis], "depths": depths,
-            "error_mean": [_num(v) for v in mean], "error_per_seed": [[float(v) for v in e] for e in per_seed],
-            "slope": _num(fit.slope), "slope_stderr": _num(fit.stderr), "intercept": _num(fit.intercept),
+            "error_mean": [finite_or_none(v) for v in mean], "error_per_seed": [[float(v) for v in e] for e in per_seed],
+            "slope": finite_or_none(fit.slope), "slope_stderr": finite_or_none(fit.stderr), "intercept": finite_or_none(fit.intercept),
             "n_inputs": int(n_inputs)}
 
 
@@ -198,12 +189,12 @@ def limit_errors(run_dir, cfg: dict, hypothesis: int, *, n_seeds: int, n_inputs:
 
 def _final_losses(run_dir: Path, depths: Sequence[int]) -> tuple[list[float], list[Optional[float]]]:
     """Mean final training loss over seeds per depth (inf if a seed diverged) and the rate used."""
-    losses, used = [], []
+    losses, used, run = [], [], Run.open(run_dir)
     for L in depths:
-        _, m = sweeps.load_depth(run_dir, L)
+        m = run.metrics(L)
         tl = [math.inf if v is None else float(v) for v in m["train_loss"]]
         losses.append(float(np.mean(tl)) if all(math.isfinite(v) for v in tl) else math.inf)
-        used.append(_num(m["lr"][0]) if m.get("lr") else None)
+        used.append(finite_or_none(m["lr"][0]) if m.get("lr") else None)
     return losses, used
 
 
@@ -218,16 +209,16 @@ def lr_transfer(case: Case, out: Path, mode: Mode, *, progress: bool = True) -> 
     best = [int(np.argmin(row)) if np.isfinite(row).any() else None for row in loss]
     opt = [None if i is None else mode.lrs[i] for i in best]
     fit = loglog_fit([L for L, o in zip(mode.lr_depths, opt) if o], [o for o in opt if o])
-    tcfg = sweeps.train_config(cfgs[0])
+    tcfg = cfgs[0].train_config()
     return {
         "depths": list(mode.lr_depths), "lrs": list(mode.lrs), "seeds": mode.lr_seeds,
-        "updates": int(cfgs[0]["max_updates"]),
-        "lr_rule": _lr_rule(tcfg), "final_train_loss": [[_num(v) for v in row] for row in loss],
+        "updates": int(cfgs[0].max_updates),
+        "lr_rule": _lr_rule(tcfg), "final_train_loss": [[finite_or_none(v) for v in row] for row in loss],
         "lr_used": [[c[1][i] for c in cols] for i in range(len(mode.lr_depths))],
         "optimal_lr": opt,
         "optimal_lr_used": [None if i is None else cols[i][1][j] for j, i in enumerate(best)],
         "optimal_lr_at_grid_edge": [i is not None and i in (0, len(mode.lrs) - 1) for i in best],
-        "optimal_lr_slope": _num(fit.slope),
+        "optimal_lr_slope": finite_or_none(fit.slope),
         "optimum_moves": len({o for o in opt if o is not None}) > 1,
         "dirs": [str(d) for d in dirs],
     }
@@ -248,12 +239,13 @@ def _run_case(case: Case, out: Path, mode: Mode, quick: bool, progress: bool) ->
     trained_dir, init_dir = out / "sweeps" / case.name, out / "init" / case.name
     sweeps.run_sweep(cfg, trained_dir, progress=progress)
     run_initial_weights(cfg, init_dir, progress=False)
-    trained = _regime(analyze_run(trained_dir, progress=False, figures=not quick))
-    at_init = _regime(analyze_run(init_dir, progress=False, figures=not quick))
+    trained_run = Run.open(trained_dir)
+    trained = _regime(analyze_run(trained_run, progress=False, figures=not quick))
+    at_init = _regime(analyze_run(Run.open(init_dir), progress=False, figures=not quick))
     hyp = _hypothesis(trained["verdict"])
-    limit = (limit_errors(trained_dir, cfg, hyp, n_seeds=mode.limit_seeds, n_inputs=mode.limit_inputs)
+    limit = (limit_errors(trained_run, hyp, n_seeds=mode.limit_seeds, n_inputs=mode.limit_inputs)
              if hyp is not None else {"hypothesis": None, "limit": f"none: the verdict is {trained['verdict']}"})
-    tcfg = sweeps.train_config(cfg)
+    tcfg = cfg.train_config()
     return {
         "name": case.name, "label": case.label, "parametrization": tcfg.parametrization,
         "branch_exponent": case.branch_exponent, "init": tcfg.init, "lr": tcfg.lr, "lr_rule": _lr_rule(tcfg),
@@ -273,53 +265,16 @@ def run(out, *, quick: bool = False, progress: bool = True) -> dict:
     for case in tqdm(CASES, desc="parametrizations", unit="case", disable=not progress):
         cases.append(_run_case(case, out, mode, bool(quick), progress))
     result: dict[str, Any] = {
-        "study": "depth parametrisations (issue 12)", "preset": PRESET, "quick": bool(quick),
+        "study": "depth parametrisations", "preset": PRESET, "quick": bool(quick),
         "seeds": mode.seeds, "depths": list(mode.depths), "ref_depth": REF_DEPTH, "cases": cases,
     }
-    result["figures"] = [_limit_figure(result, out / "limit_errors.png")] + [
-        _lr_figure(c, out / f"lr_transfer_{c['name']}.png") for c in cases]
+    figs = [(plotting.parametrization_limit_errors(result), "limit_errors.png")]
+    figs += [(plotting.parametrization_lr_transfer(c), f"lr_transfer_{c['name']}.png") for c in cases]
+    result["figures"] = [Path(plotting.save(fig, out / name, dpi=120)).name for fig, name in figs]
     result["seconds"] = round(time.perf_counter() - t0, 1)
     write_json(out / "parametrizations.json", result)
-    (out / "parametrizations.md").write_text(parametrizations_markdown(result) + "\n")
+    write_text(out / "parametrizations.md", parametrizations_markdown(result) + "\n")
     return result
-
-
-# ------------------------------------------------------------------ figures ----------
-
-def _limit_figure(result: dict, path: Path) -> str:
-    """Network-vs-limit error against depth, one line per case with a limit."""
-    lines = []
-    for i, c in enumerate(result["cases"]):
-        lim = c["limit"]
-        if lim.get("hypothesis") is None:
-            continue
-        kind = "ODE" if lim["hypothesis"] == 1 else "SDE"
-        depths = [L for L, e in zip(lim["depths"], lim["error_mean"]) if e]
-        vals = [e for e in lim["error_mean"] if e]
-        lines.append((f"{c['label']} ({kind})", depths, vals, lim["slope"] or float("nan"), "o-", f"C{i}"))
-    return figures.depth_lines(path, "trained network vs its limit on its own weights",
-                               r"$E\,\sup_k \|h_k - H_{k/L}\|$", lines)
-
-
-def _lr_figure(case: dict, path: Path) -> str:
-    """Final training loss against the base learning rate, one line per depth (depth transfer)."""
-    t = case["lr_transfer"]
-    fig, ax = plt.subplots(figsize=(6.0, 4.4))
-    for j, L in enumerate(t["depths"]):
-        loss = np.array([np.nan if v is None else v for v in t["final_train_loss"][j]])
-        ax.plot(t["lrs"], loss, "o-", ms=3.5, color=plt.cm.viridis(j / max(1, len(t["depths"]) - 1)),
-                label=f"L = {L}" + (f", best η = {t['optimal_lr'][j]:g}" if t["optimal_lr"][j] else ""))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(f"base learning rate η (rule: {t['lr_rule']})")
-    ax.set_ylabel("final training loss (mean over seeds)")
-    ax.set_title(f"learning-rate transfer: {case['label']}", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path.name
 
 
 # ------------------------------------------------------------------ tables -----------

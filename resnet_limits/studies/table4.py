@@ -27,8 +27,9 @@ from typing import Any, Optional
 from tqdm import tqdm
 
 from resnet_limits import sweeps
+from resnet_limits.config import PRESETS, SweepConfig, sweep_config
 from resnet_limits.errors import UsageError
-from resnet_limits.studies._io import output_folder, write_json
+from resnet_limits.studies._io import output_folder, write_json, write_text
 
 __all__ = ["BATCH_SIZES", "LEARNING_RATES", "PAPER_TABLE4", "QUICK_DEPTHS", "QUICK_MAX_DEPTH", "cell_dir",
            "format_table4", "run", "table4_markdown"]
@@ -61,25 +62,25 @@ def cell_dir(out, lr: float, batch_size: int) -> Path:
     return Path(out) / f"lr{lr:g}_B{batch_size}"
 
 
-def _cell_config(lr: float, B: int, *, quick: bool, optimizer: Optional[str], seeds: int) -> dict[str, Any]:
+def _cell_config(lr: float, B: int, *, quick: bool, optimizer: Optional[str], seeds: int) -> SweepConfig:
     """The sweep configuration of one cell: the tanh-synthetic preset with this eta and B and the
     training budget of the module docstring (at least 5 epochs and at least T_max updates)."""
-    base = sweeps.make_config("tanh-synthetic")
-    per_epoch = int(base["n_train"]) // B  # the trainer drops an incomplete last batch
-    t_max = max(int(base["max_updates"]), int(base["epochs"]) * math.ceil(int(base["n_train"]) / B))
-    epochs = max(int(base["epochs"]), math.ceil(t_max / per_epoch))
+    base = PRESETS["tanh-synthetic"]
+    per_epoch = int(base.n_train) // B  # the trainer drops an incomplete last batch
+    t_max = max(int(base.max_updates), int(base.epochs) * math.ceil(int(base.n_train) / B))
+    epochs = max(int(base.epochs), math.ceil(t_max / per_epoch))
     extra = {"depths": [L for L in QUICK_DEPTHS if L <= QUICK_MAX_DEPTH]} if quick else {}
-    return sweeps.make_config("tanh-synthetic", quick=quick, lr=lr, batch_size=B, seeds=seeds,
+    return sweep_config("tanh-synthetic", quick=quick, lr=lr, batch_size=B, seeds=seeds,
                               optimizer=optimizer, max_updates=t_max, epochs=epochs, **extra)
 
 
-def _cell_row(cfg: dict, sub: Path, res: dict, train_seconds: float) -> dict[str, Any]:
+def _cell_row(cfg: SweepConfig, sub: Path, res: dict, train_seconds: float) -> dict[str, Any]:
     """One cell of the table from its configuration and its analysis (``analyze_run``'s dict)."""
-    lr, B = cfg["lr"], cfg["batch_size"]
+    lr, B = cfg.lr, cfg.batch_size
     pa, pasd, pb, pbsd = PAPER_TABLE4[(lr, B)]
     return {
-        "lr": lr, "batch_size": B, "run_dir": str(sub), "max_updates": cfg["max_updates"], "epochs": cfg["epochs"],
-        "optimizer": cfg["optimizer"],
+        "lr": lr, "batch_size": B, "run_dir": str(sub), "max_updates": cfg.max_updates, "epochs": cfg.epochs,
+        "optimizer": cfg.optimizer,
         "depths": res["depths"],
         "alpha": res["alpha"], "alpha_sd": res["alpha_sd"], "alpha_stderr": res["alpha_stderr"],
         "alpha_per_seed": res["alpha_per_seed"],
@@ -106,7 +107,7 @@ def run(
 ) -> dict:
     """Run (or resume) the 9 cells of SP Table 4 under ``out``, analyse each, and write
     ``out/table4.json`` (the returned dict) and ``out/table4.md``. ``optimizer`` None keeps the
-    preset's (Adam, see SPEC §6).
+    preset's (Adam, as the authors' public code).
 
     Each batch size trains in one pass (:func:`resnet_limits.sweeps.run_lr_grid`): per depth,
     its 3 eta x ``seeds`` runs are one vmapped program, and each eta's seeds are written to its
@@ -120,17 +121,17 @@ def run(
     t0 = time.perf_counter()
     grid = {B: [_cell_config(lr, B, quick=quick, optimizer=optimizer, seeds=seeds) for lr in LEARNING_RATES]
             for B in BATCH_SIZES}
-    n_depths = sum(len(cfgs[0]["depths"]) for cfgs in grid.values())
+    n_depths = sum(len(cfgs[0].depths) for cfgs in grid.values())
     rows: dict[tuple[float, int], dict] = {}
     with tqdm(total=n_depths, desc="table 4 (B x depth)", unit="depth", disable=not progress) as bar:
         for B, cfgs in grid.items():
-            subs = [cell_dir(out, cfg["lr"], B) for cfg in cfgs]
+            subs = [cell_dir(out, cfg.lr, B) for cfg in cfgs]
             tb = time.perf_counter()
             sweeps.run_lr_grid(cfgs, subs, progress=progress, bar=bar)
             t_train = time.perf_counter() - tb
             for cfg, sub in zip(cfgs, subs):
                 res = analyze_run(sub, progress=False, figures=not quick)
-                rows[(cfg["lr"], B)] = _cell_row(cfg, sub, res, t_train)
+                rows[(cfg.lr, B)] = _cell_row(cfg, sub, res, t_train)
     cells = [rows[(lr, B)] for lr in LEARNING_RATES for B in BATCH_SIZES]
     result = {
         "table": "SP Table 4 (tanh, shared delta, synthetic)",
@@ -142,7 +143,7 @@ def run(
         "seconds": round(time.perf_counter() - t0, 1),
     }
     write_json(out / "table4.json", result)
-    (out / "table4.md").write_text(table4_markdown(result) + "\n")
+    write_text(out / "table4.md", table4_markdown(result) + "\n")
     return result
 
 

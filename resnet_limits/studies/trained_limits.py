@@ -1,4 +1,4 @@
-"""A trained network of a sweep folder against its deep limit on test inputs (SP §4; SPEC §4).
+"""A trained network of a sweep folder against its deep limit on test inputs (SP §4).
 
 :func:`run` ``(run_dir, depth, *, seed=0, n_inputs=8, out=None, progress=True)``: hidden states of
 the trained network of one depth and seed against its limit (tanh: the linear ODE SP eq. 14 with
@@ -18,22 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resnet_limits import sweeps, weights
+from resnet_limits import weights
 from resnet_limits.errors import UsageError
 from resnet_limits.limits import SURROGATE, SURROGATE_EPS, network_and_limit
-from resnet_limits.models import ResNetParams
-from resnet_limits.studies import figures
+from resnet_limits.run import Run
+from resnet_limits import plotting
 from resnet_limits.studies._io import output_folder, write_json
 
 __all__ = ["format_trained_limits", "run"]
-
-
-def _one_seed(params: ResNetParams, seed: int) -> ResNetParams:
-    d = params.delta
-    return ResNetParams(
-        jnp.asarray(params.A[seed], jnp.float64), jnp.asarray(params.b[seed], jnp.float64),
-        None if d is None else jnp.asarray(d[seed], jnp.float64),
-    )
 
 
 def _limit_name(activation: str) -> str:
@@ -76,40 +68,34 @@ def _surrogate_errors(h: np.ndarray, H: np.ndarray, extra: dict) -> dict[str, An
     }
 
 
-def _load(run_dir, depth: int, seed: int, n_inputs: int):
-    """(config, weights of all seeds, metrics), after checking depth, seed and n_inputs."""
-    cfg = sweeps.load_config(run_dir)  # UsageError if not a run folder
-    sweeps.check_depth(run_dir, depth)  # UsageError if not finished, DamagedRunError if damaged
-    params_all, metrics = sweeps.load_depth(run_dir, depth)
-    n_seeds = params_all.A.shape[0]
-    if not 0 <= seed < n_seeds:
-        raise UsageError(f"seed must be in 0..{n_seeds - 1}, got {seed}")
-    if n_inputs < 1:
-        raise UsageError(f"n_inputs must be >= 1, got {n_inputs}")
-    return cfg, params_all, metrics
-
-
-def _test_inputs(cfg: dict, n: int) -> np.ndarray:
+def _test_inputs(run: Run, n: int) -> np.ndarray:
     """The first ``n`` test inputs of the run; an imported run has none, so synthetic probes."""
-    if cfg["dataset"] == weights.IMPORTED:
-        return weights.probe_inputs(cfg, n)
-    return np.asarray(sweeps.dataset_for(cfg).x_test)[:n]
+    if not run.has_data:
+        return weights.probe_inputs(run.config, n)
+    return np.asarray(run.dataset().x_test)[:n]
 
 
-def run(run_dir, depth: int, *, seed: int = 0, n_inputs: int = 8, out=None, progress: bool = True) -> dict:
-    """Trained network of a sweep vs its deep limit on the first ``n_inputs`` test inputs.
+def run(run: Run, depth: int, *, seed: int = 0, n_inputs: int = 8, out=None, progress: bool = True) -> dict:
+    """Trained network of a run (a :class:`~resnet_limits.run.Run`, or a folder to open as one)
+    vs its deep limit on the first ``n_inputs`` test inputs.
 
     Writes ``RUN_DIR/limits/L{depth:05d}.json`` (the returned dict) and ``.png`` (or into ``out``).
     ``progress`` is accepted for symmetry with the other studies (one jitted solve, no bar).
+    One-line :class:`UsageError` for a depth that is not finished, a seed not in the run or
+    ``n_inputs`` < 1; :class:`DamagedRunError` for a damaged depth.
     """
-    run_dir = Path(run_dir)
-    cfg, params_all, metrics = _load(run_dir, depth, seed, n_inputs)
+    run = run if isinstance(run, Run) else Run.open(run)
+    if n_inputs < 1:
+        raise UsageError(f"n_inputs must be >= 1, got {n_inputs}")
+    network = run.network(depth, seed)
+    metrics = run.metrics(depth)
+    run_dir = run.path
     out_dir = output_folder(out if out is not None else run_dir / "limits")
-    activation, delta_mode = cfg["activation"], cfg["delta_mode"]
+    activation, delta_mode = run.config.activation, run.config.delta_mode
     t0 = time.time()
-    x_test = _test_inputs(cfg, n_inputs)
+    x_test = _test_inputs(run, n_inputs)
     with jax.enable_x64(True):
-        params = _one_seed(params_all, seed)
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), network)
         xs = jnp.asarray(x_test, jnp.float64)
         h, H, extra = jax.jit(lambda p, x: network_and_limit(p, x, activation, delta_mode))(params, xs)
         h, H = np.asarray(h), np.asarray(H)
@@ -128,7 +114,8 @@ def run(run_dir, depth: int, *, seed: int = 0, n_inputs: int = 8, out=None, prog
     if "surrogate_network" in extra:
         res.update(_surrogate_errors(h, H, extra))
     stem = out_dir / f"L{depth:05d}"
-    res["figure"] = figures.network_vs_limit(h, H, extra.get("surrogate_network"), res, stem.with_suffix(".png"))
+    fig = plotting.network_vs_limit(h, H, extra.get("surrogate_network"), res)
+    res["figure"] = Path(plotting.save(fig, stem.with_suffix(".png"), dpi=130)).name
     res["seconds"] = time.time() - t0
     write_json(stem.with_suffix(".json"), res)
     return res

@@ -28,7 +28,7 @@ from typing import NamedTuple, Optional
 
 from resnet_limits.sweeps.folder import atomic_write, create_exclusive
 
-__all__ = ["REFRESH_EVERY_S", "STALE_AFTER_S", "Claim", "ClaimBook", "Owner", "this_process"]
+__all__ = ["REFRESH_EVERY_S", "STALE_AFTER_S", "Claim", "ClaimBook", "Owner", "live_claims", "this_process"]
 
 REFRESH_EVERY_S = 30.0
 STALE_AFTER_S = 300.0
@@ -67,6 +67,24 @@ def _read_owner(path: Path) -> Optional[Owner]:
         return Owner(str(d["host"]), int(d["pid"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def live_claims(folder: Path, stale_after: float = STALE_AFTER_S) -> dict[int, str]:
+    """Depth -> ``host:pid`` of every claim in ``folder`` (``RUN_DIR/depths``) held by a live
+    process: this host's claims whose pid is alive, other hosts' refreshed within ``stale_after``."""
+    out = {}
+    for p in sorted(Path(folder).glob("L*.claim")) if Path(folder).is_dir() else ():
+        try:
+            depth, mtime = int(p.stem[1:]), p.stat().st_mtime
+        except (ValueError, OSError):
+            continue
+        owner = _read_owner(p)
+        if owner is None or time.time() - mtime > stale_after:
+            continue
+        if owner.host == this_process().host and not _pid_alive(owner.pid):
+            continue
+        out[depth] = str(owner)
+    return out
 
 
 def _claim_text() -> bytes:

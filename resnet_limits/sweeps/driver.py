@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from resnet_limits.config import SweepConfig
 from resnet_limits.sweeps.claims import REFRESH_EVERY_S, STALE_AFTER_S, ClaimBook, Owner
 from resnet_limits.sweeps.folder import (
     check_folder, depth_paths, depth_problem, finished_depths, record_config, save_depth, set_aside,
@@ -100,13 +101,12 @@ class _Run:
 
 def run_depths(
     out,
-    cfg: Mapping[str, Any],
+    cfg: SweepConfig,
     todo: Sequence[int],
     train_one: TrainOne,
     *,
-    setup: Optional[Callable[[], Any]] = None,
+    setup: Optional[Callable[[], Optional[SweepConfig]]] = None,
     on_saved: Optional[Callable[[int], None]] = None,
-    free_keys: Sequence[str] = ("depths",),
     wait: bool = True,
     progress: bool = False,
     log: Optional[Callable[[str], None]] = None,
@@ -118,10 +118,11 @@ def run_depths(
 
     1. Refuses (:class:`UsageError`) an ``out`` that is a file, cannot be created, is a folder
        of something else, or a run of a configuration differing from ``cfg`` in anything but
-       ``free_keys``; a damaged ``config.json`` is a :class:`DamagedRunError`.
-    2. If some depth needs training, calls ``setup()`` (load the data), and only then writes
-       ``config.json`` (``cfg`` with the union of all depth grids asked of the folder), so a
-       failing setup leaves no folder behind.
+       :data:`~resnet_limits.config.FREE_FIELDS`; a damaged ``config.json`` is a
+       :class:`DamagedRunError`.
+    2. If some depth needs training, calls ``setup()`` (load the data; it may return ``cfg``
+       completed, e.g. with ``data_info``), and only then writes ``config.json`` (``cfg`` with the
+       union of all depth grids asked of the folder), so a failing setup leaves no folder behind.
     3. For each depth it claims: a finished depth whose files fail their checksum is moved
        aside (one ``log`` line) and trained again; ``train_one(L)`` gives the arrays and metrics
        that are saved (``seconds``, ``sha256``, ``host`` and ``pid`` added). Finished intact
@@ -133,13 +134,13 @@ def run_depths(
     """
     out = Path(out)
     log = log or _stderr
-    check_folder(out, cfg, free_keys)
+    check_folder(out, cfg)
     pending = pending_depths(out, todo)
     if pending and setup is not None:
-        setup()
-    record_config(out, cfg, free_keys)
+        cfg = setup() or cfg
+    record_config(out, cfg)
     with ClaimBook(out / "depths", refresh_every=refresh_every, stale_after=stale_after) as book, tqdm(
-        total=len(pending), desc=f"{cfg.get('preset', 'sweep')} depths", unit="depth", disable=not progress
+        total=len(pending), desc=f"{cfg.preset} depths", unit="depth", disable=not progress
     ) as bar:
         run = _Run(out, train_one, book, log, bar, on_saved)
         elsewhere, waited = run.pass_over(pending), False

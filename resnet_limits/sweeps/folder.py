@@ -10,7 +10,7 @@
 Every file is written atomically (temporary file in the same folder + ``os.replace``), the
 ``.npz`` before the ``.json``: a depth is finished iff its ``.json`` exists, and it is intact iff
 its ``.npz`` still has the recorded sha256. A damaged depth is moved aside (``*.damaged``) and
-trained again by the next sweep; :func:`load_depth_arrays` refuses it with
+trained again by the next sweep; :class:`resnet_limits.run.Run` refuses it with
 :class:`~resnet_limits.errors.DamagedRunError`, whose message names the file.
 """
 
@@ -29,20 +29,24 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping, Optional, Sequenc
 
 import numpy as np
 
+from resnet_limits.config import FREE_FIELDS, SweepConfig
 from resnet_limits.errors import DamagedRunError, UsageError
+from resnet_limits.scaling.fits import finite_or_none
 
 __all__ = [
     "CONFIG",
     "atomic_write",
-    "check_depth",
+    "write_text",
+    "check_bytes",
     "check_folder",
     "check_out_dir",
     "create_exclusive",
     "depth_paths",
     "depth_problem",
     "finished_depths",
+    "json_ready",
     "load_config",
-    "load_depth_arrays",
+    "read_metrics",
     "record_config",
     "save_depth",
     "set_aside",
@@ -66,8 +70,11 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     permissions (0666 minus the umask), so other processes of a shared sweep can read it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _naming(e, path) from None
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
@@ -75,10 +82,18 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _naming(e, path) from None
         raise
+
+
+def _naming(e: OSError, path: Path) -> OSError:
+    """``e`` about ``path`` itself: a full disk's error names no file, a permission error names
+    the temporary file; the user needs the file that could not be written."""
+    return type(e)(e.errno, e.strerror or str(e), str(path))
 
 
 def create_exclusive(path: Path, content: bytes = b"") -> bool:
@@ -88,16 +103,55 @@ def create_exclusive(path: Path, content: bytes = b"") -> bool:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "wb") as f:
-        f.write(content)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as e:  # a full disk: no half-written file may stay (it would look like a claim)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        if isinstance(e, OSError):
+            raise _naming(e, Path(path)) from None
+        raise
     return True
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=1) + "\n").encode()))
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns ``path``."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return Path(path)
+
+
+def json_ready(obj: Any) -> Any:
+    """``obj`` as plain JSON data: numpy arrays and scalars as lists and numbers, NaN and
+    +-Inf as None (JSON has no such numbers), tuples as lists, a :class:`SweepConfig` as its
+    ``config.json``, paths and other objects as text."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_ready(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return finite_or_none(obj)
+    if obj is None or isinstance(obj, str):
+        return obj
+    if hasattr(obj, "to_json"):
+        return json_ready(obj.to_json())
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):  # a device array
+        return json_ready(np.asarray(obj))
+    return str(obj)
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON (:func:`json_ready`: NaN/Inf -> null), atomically; the one
+    JSON writer of the package. Returns ``path``."""
+    return write_text(path, json.dumps(json_ready(obj), indent=1, allow_nan=False) + "\n")
 
 
 def _read_json(path: Path) -> Any:
@@ -139,7 +193,7 @@ def _make_dir(path: Path) -> None:
         raise UsageError(f"cannot create {path}: {e.strerror or e}; choose another --out") from None
 
 
-def load_config(run_dir) -> dict[str, Any]:
+def load_config(run_dir) -> SweepConfig:
     """The configuration of a run folder.
 
     :class:`UsageError` if ``run_dir`` does not exist or is not a run folder;
@@ -154,23 +208,21 @@ def load_config(run_dir) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"{run_dir} is not a sweep folder (no {CONFIG})")
     try:
-        cfg = _read_json(path)
-        if not isinstance(cfg, dict) or not isinstance(cfg.get("depths"), list):
-            raise ValueError("not a run configuration")
+        obj = _read_json(path)
     except ValueError as e:
         raise DamagedRunError(
             f"{path} is damaged ({e}); delete the folder and run the sweep again, or choose another --out"
         ) from None
-    return cfg
+    return SweepConfig.from_json(obj, str(path))
 
 
 def _foreign_entries(out: Path) -> list[str]:
     return [p.name for p in out.iterdir() if not p.name.startswith(".config.json")]
 
 
-def check_folder(out: Path, cfg: Mapping[str, Any], free_keys: Sequence[str] = ("depths",)) -> None:
+def check_folder(out: Path, cfg: SweepConfig, free: Sequence[str] = FREE_FIELDS) -> None:
     """Refuse ``out`` if it is a file, a non-empty folder that is not a run, or a run made by a
-    configuration that differs from ``cfg`` in anything but ``free_keys`` (the depth grid)."""
+    configuration that differs from ``cfg`` in anything but ``free`` (the depth grid)."""
     out = Path(out)
     check_out_dir(out)
     if not out.exists():
@@ -179,12 +231,9 @@ def check_folder(out: Path, cfg: Mapping[str, Any], free_keys: Sequence[str] = (
         if _foreign_entries(out):
             raise UsageError(f"{out} exists, is not empty and is not a sweep folder; choose another --out")
         return
-    old = load_config(out)
-    keys = (set(old) | set(cfg)) - set(free_keys)
-    diff = sorted(k for k in keys if old.get(k) != cfg.get(k))
+    diff = load_config(out).differences(cfg, free)
     if diff:
-        what = ", ".join(f"{k}={old.get(k)!r} (now {cfg.get(k)!r})" for k in diff)
-        raise UsageError(f"{out} was made by another configuration: {what}; choose another --out")
+        raise UsageError(f"{out} was made by another configuration: {', '.join(diff)}; choose another --out")
 
 
 @contextlib.contextmanager
@@ -203,7 +252,7 @@ def _config_lock(out: Path) -> Iterator[None]:
             lock.unlink()
 
 
-def record_config(out: Path, cfg: Mapping[str, Any], free_keys: Sequence[str] = ("depths",)) -> dict[str, Any]:
+def record_config(out: Path, cfg: SweepConfig, free: Sequence[str] = FREE_FIELDS) -> SweepConfig:
     """Create ``out`` if needed and write its ``config.json``: ``cfg`` with ``depths`` the union
     of all depth grids asked of the folder. Refuses (under a lock, so two processes cannot both
     pass) a folder of another configuration; an unchanged file is not rewritten. Returns it."""
@@ -211,11 +260,11 @@ def record_config(out: Path, cfg: Mapping[str, Any], free_keys: Sequence[str] = 
     check_out_dir(out)
     _make_dir(out)
     with _config_lock(out):
-        check_folder(out, cfg, free_keys)
+        check_folder(out, cfg, free)
         old = load_config(out) if (out / CONFIG).exists() else None
-        new = dict(cfg, depths=sorted(set(cfg["depths"]) | set(old["depths"] if old else ())))
-        if new != old:
-            write_json(out / CONFIG, new)
+        new = cfg.replace(depths=tuple(sorted(set(cfg.depths) | set(old.depths if old else ()))))
+        if old is None or new.to_json() != old.to_json():
+            write_json(out / CONFIG, new.to_json())
     return new
 
 
@@ -251,73 +300,59 @@ def save_depth(run_dir, depth: int, arrays: Mapping[str, np.ndarray], metrics: M
                         pid=os.getpid()))
 
 
-def _read_depth(npz: Path, js: Path) -> tuple[Optional[bytes], Optional[dict], Optional[str]]:
-    """``(npz bytes, metrics, None)`` of an intact depth, else ``(.., .., what is wrong)``."""
+def _damaged(what: str, depth_file: Path) -> DamagedRunError:
+    """The error of a damaged depth file; ``.problem`` is ``what`` alone (the sweep's warning)."""
+    depth = depth_file.stem[1:].lstrip("0") or "0"
+    e = DamagedRunError(f"{what}; depth {depth} is damaged, rerun the sweep to train it again")
+    e.problem = what
+    return e
+
+
+def read_metrics(js: Path) -> dict[str, Any]:
+    """A finished depth's recorded metrics (its ``.json``); :class:`DamagedRunError` naming the
+    file if it cannot be read."""
     try:
         metrics = _read_json(js)
         if not isinstance(metrics, dict):
             raise ValueError("not a depth's metrics")
     except ValueError as e:
-        return None, None, f"{js} is unreadable ({e})"
+        raise _damaged(f"{js} is unreadable ({e})", js) from None
+    return metrics
+
+
+def check_bytes(npz: Path, js: Path, metrics: Mapping[str, Any]) -> bytes:
+    """The bytes of a depth's weight file, checked against the sha256 recorded in ``metrics``
+    (a file written before checksums were recorded must at least load); :class:`DamagedRunError`
+    naming the file otherwise."""
     try:
         data = npz.read_bytes()
     except FileNotFoundError:
-        return None, metrics, f"{npz} is missing"
+        raise _damaged(f"{npz} is missing", npz) from None
     except OSError as e:
-        return None, metrics, f"{npz} is unreadable ({e.strerror or e})"
+        raise _damaged(f"{npz} is unreadable ({e.strerror or e})", npz) from None
     if "sha256" in metrics:
         if hashlib.sha256(data).hexdigest() != metrics["sha256"]:
-            return None, metrics, f"{npz} does not match the sha256 recorded in {js.name}"
-    else:  # written before checksums were recorded: it must at least load
+            raise _damaged(f"{npz} does not match the sha256 recorded in {js.name}", npz)
+    else:
         try:
-            _arrays(data)
+            with np.load(io.BytesIO(data)) as z:
+                [z[k] for k in z.files]
         except Exception as e:  # noqa: BLE001 (any failure of np.load means damage)
-            return None, metrics, f"{npz} is unreadable ({type(e).__name__}: {e})"
-    return data, metrics, None
-
-
-def _arrays(data: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(data)) as z:
-        return {k: z[k] for k in z.files}
+            raise _damaged(f"{npz} is unreadable ({type(e).__name__}: {e})", npz) from None
+    return data
 
 
 def depth_problem(run_dir, depth: int) -> Optional[str]:
     """What is wrong with a depth whose ``.json`` exists (one line naming the file), or None
-    if it is intact. A depth that is not finished has no problem (None)."""
+    if it is intact. A depth that is not finished has no problem (None). Reads the files."""
     npz, js = depth_paths(run_dir, depth)
     if not js.exists():
         return None
-    return _read_depth(npz, js)[2]
-
-
-def _read_finished(run_dir, depth: int) -> tuple[bytes, dict[str, Any]]:
-    npz, js = depth_paths(run_dir, depth)
-    if not js.exists():
-        raise UsageError(f"depth {depth} is not finished in {run_dir} (finished: {finished_depths(run_dir)})")
-    data, metrics, problem = _read_depth(npz, js)
-    if problem is not None:
-        raise DamagedRunError(f"{problem}; depth {depth} is damaged, rerun the sweep to train it again")
-    return data, metrics
-
-
-def check_depth(run_dir, depth: int) -> None:
-    """Raise as :func:`load_depth_arrays` would, without keeping the arrays."""
-    _read_finished(run_dir, depth)
-
-
-def load_depth_arrays(run_dir, depth: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The arrays and metrics of one finished depth, after checking the recorded sha256.
-
-    :class:`UsageError` if the depth is not finished; :class:`DamagedRunError` (naming the
-    file) if its files are missing, unreadable or do not match their checksum.
-    """
-    data, metrics = _read_finished(run_dir, depth)
     try:
-        return _arrays(data), metrics
-    except Exception as e:  # noqa: BLE001 (a matching checksum, yet np.load fails)
-        npz = depth_paths(run_dir, depth)[0]
-        raise DamagedRunError(f"{npz} is unreadable ({type(e).__name__}: {e}); depth {depth} is damaged, "
-                              "rerun the sweep to train it again") from None
+        check_bytes(npz, js, read_metrics(js))
+    except DamagedRunError as e:
+        return e.problem
+    return None
 
 
 def set_aside(run_dir, depth: int) -> None:

@@ -18,7 +18,7 @@ folder written and the (near-zero) writing time in the others, so they sum to th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -28,9 +28,8 @@ from tqdm import tqdm
 from resnet_limits.data import Dataset
 from resnet_limits.errors import UsageError
 from resnet_limits.sweeps.driver import pending_depths, run_depths
-from resnet_limits.sweeps.fc import (
-    GRID_KEYS, data_info, dataset_for, depth_files, keep_data_info, say_diverged, train_config,
-)
+from resnet_limits.config import SweepConfig
+from resnet_limits.sweeps.fc import data_info, dataset_for, depth_files, keep_data_info, say_diverged
 from resnet_limits.sweeps.folder import check_folder, finished_depths, record_config
 from resnet_limits.training import TrainResult, seed_keys, train_seeds
 
@@ -39,7 +38,7 @@ __all__ = ["check_lr_grid", "run_lr_grid", "train_learning_rates"]
 Log = Optional[Callable[[str], None]]
 
 
-def check_lr_grid(cfgs: Sequence[dict[str, Any]], out_dirs: Sequence) -> None:
+def check_lr_grid(cfgs: Sequence[SweepConfig], out_dirs: Sequence) -> None:
     """Raise :class:`UsageError` unless there is one folder per configuration, no two alike,
     and the configurations differ in ``lr`` only (the grid keys of a sweep aside)."""
     if not cfgs:
@@ -48,27 +47,26 @@ def check_lr_grid(cfgs: Sequence[dict[str, Any]], out_dirs: Sequence) -> None:
         raise UsageError(f"{len(cfgs)} configurations need {len(cfgs)} run folders, got {len(out_dirs)}")
     if len({Path(o).resolve() for o in out_dirs}) < len(out_dirs):
         raise UsageError("two learning rates of one grid cannot share a run folder")
-    same = lambda c: {k: v for k, v in c.items() if k not in ("lr", "data_info")}  # noqa: E731
     for c in cfgs[1:]:
-        diff = sorted(k for k in set(same(c)) | set(same(cfgs[0])) if c.get(k) != cfgs[0].get(k))
+        diff = cfgs[0].differences(c, free=("lr", "data_info"))
         if diff:
             raise UsageError(f"the configurations of one learning-rate grid differ in {', '.join(diff)}, not only lr")
 
 
-def train_learning_rates(cfg: dict[str, Any], lrs: Sequence[float], depth: int, data: Dataset, *,
+def train_learning_rates(cfg: SweepConfig, lrs: Sequence[float], depth: int, data: Dataset, *,
                          progress: bool = False) -> list[TrainResult]:
     """The ``cfg['seeds']`` seeds of ``cfg`` at each learning rate of ``lrs``, trained as one
-    vmapped program of ``len(lrs) * seeds`` runs (SPEC §6); one :class:`TrainResult` per rate,
-    equal to ``train_seeds(seed_keys(cfg['seed'], depth, seeds), depth, data, cfg with lr)``."""
-    n = int(cfg["seeds"])
-    keys = seed_keys(int(cfg["seed"]), depth, n)
-    res = train_seeds(jnp.concatenate([keys] * len(lrs)), depth, data, train_config(cfg),
+    vmapped program of ``len(lrs) * seeds`` runs (SP Table 4); one :class:`TrainResult` per rate,
+    equal to ``train_seeds(seed_keys(cfg.seed, depth, seeds), depth, data, cfg with lr)``."""
+    n = int(cfg.seeds)
+    keys = seed_keys(int(cfg.seed), depth, n)
+    res = train_seeds(jnp.concatenate([keys] * len(lrs)), depth, data, cfg.train_config(),
                       lrs=np.repeat(np.asarray(lrs, np.float64), n), progress=progress,
-                      desc=f"B={cfg['batch_size']} L={depth}")
+                      desc=f"B={cfg.batch_size} L={depth}")
     return [jax.tree.map(lambda a, r=r: a[r * n:(r + 1) * n], res) for r in range(len(lrs))]
 
 
-def _write_depth(cfgs: list[dict], outs: list[Path], depth: int, load: Callable[[], Dataset], progress: bool,
+def _write_depth(cfgs: list[SweepConfig], outs: list[Path], depth: int, load: Callable[[], Dataset], progress: bool,
                  log: Log) -> None:
     """Train ``depth`` once for every folder that lacks it (or holds it damaged) and write it there."""
     need = [i for i, o in enumerate(outs) if pending_depths(o, [depth])]
@@ -77,54 +75,54 @@ def _write_depth(cfgs: list[dict], outs: list[Path], depth: int, load: Callable[
     def train_one(i: int):
         if i not in done:  # the first folder written trains all the others still lacking the depth
             todo = [i] + [j for j in need if j != i and j not in done]
-            done.update(zip(todo, train_learning_rates(cfgs[i], [cfgs[j]["lr"] for j in todo], depth, load(),
+            done.update(zip(todo, train_learning_rates(cfgs[i], [cfgs[j].lr for j in todo], depth, load(),
                                                        progress=progress)))
         res = done.pop(i)
         if progress:
-            say_diverged(res, f"lr={cfgs[i]['lr']:g} L={depth}", log or tqdm.write)
+            say_diverged(res, f"lr={cfgs[i].lr:g} L={depth}", log or tqdm.write)
         return depth_files(depth, res)
 
+    def setup(i: int) -> SweepConfig:
+        load()
+        return cfgs[i].replace(data_info=data_info(cfgs[i]))
+
     for i in need:
-        run_depths(outs[i], cfgs[i], [depth], lambda _L, i=i: train_one(i), setup=load, free_keys=GRID_KEYS,
-                   log=log)
+        run_depths(outs[i], cfgs[i], [depth], lambda _L, i=i: train_one(i), setup=lambda i=i: setup(i), log=log)
 
 
 def run_lr_grid(
-    cfgs: Sequence[dict[str, Any]],
+    cfgs: Sequence[SweepConfig],
     out_dirs: Sequence,
     *,
     progress: bool = True,
     bar: Optional[tqdm] = None,
     log: Log = None,
 ) -> list[list[int]]:
-    """Train every depth of ``cfgs[0]['depths']`` that some folder of ``out_dirs`` lacks, all
+    """Train every depth of ``cfgs[0].depths`` that some folder of ``out_dirs`` lacks, all
     learning rates in one pass per depth (module docstring); returns each folder's finished depths.
 
-    ``cfgs``: sweep configurations (``make_config``) that differ in ``lr`` only; folder ``i``
+    ``cfgs``: sweep configurations (:func:`~resnet_limits.config.sweep_config`) that differ in ``lr`` only; folder ``i``
     holds ``cfgs[i]`` and afterwards is what ``run_sweep(cfgs[i], out_dirs[i])`` makes. Every
     folder is checked before anything trains (:class:`UsageError` for one of another
     configuration). ``bar``: a tqdm bar to advance by one per depth (else one of its own).
     """
-    cfgs, outs = [dict(c) for c in cfgs], [Path(o) for o in out_dirs]
+    outs = [Path(o) for o in out_dirs]
+    cfgs = [keep_data_info(c, o) for c, o in zip(cfgs, outs)]
     check_lr_grid(cfgs, outs)
     for c, o in zip(cfgs, outs):
-        keep_data_info(c, o)
-        check_folder(o, c, GRID_KEYS)
+        check_folder(o, c)
     data: dict[str, Dataset] = {}
 
     def load() -> Dataset:
         if "d" not in data:
             data["d"] = dataset_for(cfgs[0])
-            info = data_info(cfgs[0])
-            for c in cfgs if info is not None else ():
-                c["data_info"] = info
         return data["d"]
 
     own = bar is None
     if own:
-        bar = tqdm(total=len(cfgs[0]["depths"]), desc="depths", unit="depth", disable=not progress)
+        bar = tqdm(total=len(cfgs[0].depths), desc="depths", unit="depth", disable=not progress)
     try:
-        for L in cfgs[0]["depths"]:
+        for L in cfgs[0].depths:
             bar.set_postfix(L=L)
             _write_depth(cfgs, outs, L, load, progress, log)
             bar.update()
@@ -132,5 +130,5 @@ def run_lr_grid(
         if own:
             bar.close()
     for c, o in zip(cfgs, outs):  # as run_sweep: config.json records the union of the grids asked
-        record_config(o, c, GRID_KEYS)
+        record_config(o, keep_data_info(c, o))
     return [finished_depths(o) for o in outs]

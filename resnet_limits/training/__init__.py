@@ -1,5 +1,5 @@
 """Trainers (layer 2): ``fc`` trains the fully-connected ResNet of SP eq. 1, ``conv`` the
-convolutional ResNet of SP eq. 9 on CIFAR-10 (SPEC §6).
+convolutional ResNet of SP eq. 9 on CIFAR-10 (settings of SP App. A and the authors' public code).
 
 The public names of :mod:`resnet_limits.training.fc` are re-exported here, so
 ``from resnet_limits.training import TrainConfig, train_seeds`` keeps working.

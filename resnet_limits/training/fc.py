@@ -1,4 +1,4 @@
-"""Training S seeds of one depth at once (SPEC §6): one jitted, vmapped program.
+"""Training S seeds of one depth at once (SP §3.1, App. A; the authors' public code): one jitted, vmapped program.
 
 Constant-step optax SGD or Adam on the mean-squared error, minibatches reshuffled every
 epoch, early stop once an epoch's mean training loss is below epsilon, at most T_max
@@ -9,7 +9,7 @@ loss marks the seed diverged; its last finite weights are kept.
 With several devices the seed axis is sharded across them (``jax.sharding``); results are
 the same as on one device because every seed's randomness comes from its own key.
 
-Depth parametrisations (issue 12, :class:`TrainConfig`): delta learned (SP) or fixed to L^{-a}
+Depth parametrisations (:class:`TrainConfig`): delta learned (SP) or fixed to L^{-a}
 and never updated, with the learning rate scaled with depth from a reference depth.
 
 Two engines compute the same numbers (to float32 round-off):
@@ -43,6 +43,7 @@ from resnet_limits.data import Dataset
 from resnet_limits.errors import UsageError
 from resnet_limits.models import (
     DELTA_MODES,
+    depth_capacity,
     INITS,
     ResNetParams,
     forward,
@@ -70,13 +71,13 @@ __all__ = [
 
 OPTIMIZERS = ("adam", "sgd")
 ENGINES = ("bucket", "static")
-#: How delta is set: trained (SP, the default) or fixed by hand to L^{-a} (issue 12).
+#: How delta is set: trained (SP, the default) or fixed by hand to L^{-a} (beyond the papers).
 PARAMETRIZATIONS = ("learned-delta", "fixed")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of one training run (SPEC §6 table), and the depth parametrisation (issue 12).
+    """Hyper-parameters of one training run (SP App. A, Table 2), and the depth parametrisation.
 
     ``parametrization``: ``"learned-delta"`` (SP: delta is a trained weight, initialised by
     :func:`~resnet_limits.models.init_params`) or ``"fixed"``: delta_k = L^{-a} in every layer with
@@ -353,21 +354,6 @@ def _static_engine(depth: int, data: Dataset, cfg: TrainConfig) -> _Engine:
     return _Engine(init, epoch_fn, evaluate, lambda p: p)
 
 
-def depth_capacity(depth: int) -> int:
-    """Capacity C >= L in which the bucket engine stacks a depth-L network's weights.
-
-    64, 256, 1024, then the next power of two: a quick grid (L <= 1,000) compiles 3 programs,
-    the full grid (L <= 10,321) 7, and a network never pays for more than 4x (L < 1,024) or
-    2x its depth in the cheap per-slot work (zeroing, the optimiser step) of padded layers.
-    """
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
-    for c in (64, 256, 1024):
-        if depth <= c:
-            return c
-    return 1 << (depth - 1).bit_length()
-
-
 class _Graph(NamedTuple):
     """The :class:`TrainConfig` fields that change the compiled graph of the bucket engine."""
 
@@ -543,7 +529,7 @@ def train_seeds(
     desc: Optional[str] = None,
     engine: str = "bucket",
 ) -> TrainResult:
-    """Train one network per key (SPEC §6) in one vmapped program; returns per-seed results.
+    """Train one network per key (SP App. A) in one vmapped program; returns per-seed results.
 
     ``keys``: (S,) PRNG keys (see :func:`seed_keys`). ``lrs``: optional (S,) learning rates,
     one per key, overriding ``cfg.lr`` (e.g. 3 learning rates x 5 seeds as 15 runs of one
