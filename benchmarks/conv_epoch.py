@@ -17,9 +17,16 @@ it first makes N XLA host devices (``XLA_FLAGS=--xla_force_host_platform_device_
 before JAX starts; a count the user put in ``XLA_FLAGS`` wins). ``--width`` shrinks the network
 (the preset's is 64) for quick measurements.
 
+``--workers N`` runs N copies of the measurement at once, as ``resnet-limits sweep --workers N``
+runs N networks at once: N processes, each on its own GPU (``CUDA_VISIBLE_DEVICES``; on the CPU
+just separate processes), each timing the same depths; it prints every worker's rows and the
+images per second of all of them together (the sum of their steady rates: the throughput of a
+depth-parallel sweep on this node).
+
     python benchmarks/conv_epoch.py                               # CPU: 1,280 images, L = 8, 121
     python benchmarks/conv_epoch.py --images 50000 --epochs 3     # GPU: the real epoch size
     python benchmarks/conv_epoch.py --depths 8 --width 8 --images 512 --epochs 3 --data-parallel 2
+    python benchmarks/conv_epoch.py --images 50000 --epochs 3 --workers 8   # a node of 8 GPUs
 
 Prints a Markdown table and, with ``--json F``, writes the numbers to F.
 """
@@ -31,8 +38,11 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 # JAX and the package are imported in main(), after _before_jax(): host-device settings must be
 # in the environment before JAX initialises its backend.
@@ -97,6 +107,56 @@ def _hms(s: float) -> str:
     return f"{s / 60:.1f} min" if s >= 60 else f"{s:.1f} s"
 
 
+def _workers(a: argparse.Namespace, argv: list[str]) -> int:
+    """``--workers N``: N copies of this measurement at once, one per GPU (``resnet_limits.distributed``
+    gives each its ``CUDA_VISIBLE_DEVICES``, as ``sweep --workers N`` does); their rows and the
+    images per second of all together. JAX is never started here."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from resnet_limits.distributed import local_gpus, worker_envs
+    from resnet_limits.errors import UsageError
+
+    gpus = local_gpus()
+    try:
+        envs = worker_envs(a.workers, data_parallel=a.data_parallel, gpus=gpus)
+    except UsageError as e:
+        print(f"conv_epoch: {e}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        files = [Path(tmp) / f"worker{i}.json" for i in range(a.workers)]
+        t0 = time.perf_counter()
+        me = [sys.executable, str(Path(__file__).resolve()), *argv, "--workers", "1"]
+        procs = [subprocess.Popen(me + ["--json", str(f)], env=env, stdout=subprocess.DEVNULL)
+                 for f, env in zip(files, envs)]
+        try:
+            codes = [p.wait() for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        wall = time.perf_counter() - t0
+        if any(codes):
+            print(f"conv_epoch: workers failed with exit codes {codes}", file=sys.stderr)
+            return 1
+        results = [json.loads(f.read_text()) for f in files]
+    where = f"GPUs {', '.join(e['CUDA_VISIBLE_DEVICES'] for e in envs)}" if gpus else "the CPU"
+    print(f"{a.workers} workers at once on {where} ({results[0]['device']}); all done in {wall:.1f} s")
+    print("\n| worker | L | width | images | epoch after | images/s |\n|---|---|---|---|---|---|")
+    for i, res in enumerate(results):
+        for r in res["rows"]:
+            print(f"| {i} | {r['depth']} | {r['width']} | {r['images']:,} | {r['steady_epoch_seconds']:.2f} s | "
+                  f"{r['images_per_second']:,.0f} |")
+    total = {L: sum(r["images_per_second"] for res in results for r in res["rows"] if r["depth"] == L)
+             for L in a.depths}
+    for L, ips in total.items():
+        print(f"\nL = {L}: {ips:,.0f} images/s with {a.workers} workers together")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"workers": a.workers, "wall_seconds": wall, "per_worker": results,
+                       "images_per_second_together": {str(k): v for k, v in total.items()}}, f, indent=1)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--depths", type=int, nargs="+", default=[8, 121], help="depths (of CONFIGS)")
@@ -106,11 +166,15 @@ def main(argv=None) -> int:
     p.add_argument("--data-parallel", type=int, default=1, metavar="N",
                    help="split each minibatch of the network over N devices (CPU: N XLA host devices)")
     # host-side options that act before JAX starts (input workers, ...) go here and in _before_jax
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="N processes measure at once, each on its own GPU (as sweep --workers N)")
     p.add_argument("--json", help="write the numbers to this file")
     a = p.parse_args(argv)
-    if a.images < 128 or a.epochs < 1 or a.width < 1 or a.data_parallel < 1:
-        print("conv_epoch: images >= 128, epochs, width and data parallel >= 1", file=sys.stderr)
+    if a.images < 128 or a.epochs < 1 or a.width < 1 or a.data_parallel < 1 or a.workers < 1:
+        print("conv_epoch: images >= 128, epochs, width, data parallel and workers >= 1", file=sys.stderr)
         return 2
+    if a.workers > 1:
+        return _workers(a, list(sys.argv[1:] if argv is None else argv))
     _before_jax(a)
 
     import jax

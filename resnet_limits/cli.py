@@ -1,13 +1,22 @@
-"""Command line: ``resnet-limits sweep | analyze | limits | reproduce | presets``.
+"""Command line: ``resnet-limits sweep | analyze | limits | reproduce | import-weights | presets |
+submit``.
+
+Parsing and printing only: a sweep's settings are the fields of
+:class:`~resnet_limits.config.SweepConfig` (its flags are made from them), the process set-up is
+:mod:`resnet_limits.runtime`, a run folder is read through :class:`~resnet_limits.run.Run`.
 
 Exit codes and what goes to stderr (always one line per event, never a traceback):
 
 * 0: done (``analyze`` prints ``resnet-limits: warning: ...`` for each depth it left out);
 * 2: bad input: ``resnet-limits: error: ...`` (unknown name, value out of range, an ``--out``
-  that cannot be a folder, a folder that is not a run, a damaged run file);
+  that cannot be a folder, a folder that is not a run, a damaged run file), or a file that cannot
+  be written (a full disk, a read-only folder: the line names the file and the cause);
 * 130 / 143: interrupted by Ctrl-C / SIGTERM (a sweep keeps its finished depths);
 * 1: an unexpected internal error: one line saying where the full traceback was written
-  (``RUN_DIR/error.log``, or a temporary file when there is no run folder yet).
+  (``RUN_DIR/error.log``, or a temporary file when there is no run folder yet);
+* 3: ``sweep --workers N``: a worker failed (one line each: how it ended, the depth it held,
+  which the others take over); ``sweep --distributed``: this process was ended because another
+  one of the run died (one line naming the file with JAX's log); ``submit --wait``: a task failed.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import argparse
 import errno
 import math
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -37,16 +47,17 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _number(name: str, cast, ok, requirement: str):
-    """An argparse type: ``cast`` the text, then require ``ok(value)`` (one-line error)."""
+def _number(name: str, cast, ok=None, requirement: str = ""):
+    """An argparse type: ``cast`` the text, then require ``ok(value)`` (one-line error; argparse
+    names the flag before it, ``name`` says what the number is)."""
 
     def parse(s: str):
         try:
             v = cast(s)
         except ValueError:
             kind = "an integer" if cast is int else "a number"
-            raise argparse.ArgumentTypeError(f"{name} must be {kind}, got {s!r}") from None
-        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{name} must be {kind}, got {s!r}".strip()) from None
+        if ok is not None and not ok(v):
             raise argparse.ArgumentTypeError(f"{name} must be {requirement}, got {s}")
         return v
 
@@ -57,14 +68,6 @@ def _positive_int(name: str):
     return _number(name, int, lambda v: v >= 1, ">= 1")
 
 
-def _positive_float(name: str):
-    return _number(name, float, lambda v: 0 < v < math.inf, "positive")
-
-
-def _nonneg_float(name: str):
-    return _number(name, float, lambda v: v >= 0, ">= 0")
-
-
 def _seed(name: str, limit: int):
     return _number(name, int, lambda v: 0 <= v < limit, f"in 0..{limit - 1}")
 
@@ -73,20 +76,8 @@ _TYPES = {"int": int, "float": float, "str": str, "Optional[int]": int, "Optiona
           "Optional[str]": str}
 #: Options of ``sweep`` that are not settings of the sweep (:class:`~resnet_limits.config.SweepConfig`):
 #: where it goes and how this process runs it. Every other flag of ``sweep`` is a field.
-SWEEP_OPTIONS = ("out", "no_wait", "no_progress", "devices", "no_compile_cache")
-
-
-def _typed(name: str, cast):
-    """An argparse type with a one-line error (argparse names the flag before it)."""
-
-    def parse(s: str):
-        try:
-            return cast(s)
-        except ValueError:
-            kind = "an integer" if cast is int else "a number"
-            raise argparse.ArgumentTypeError(f"must be {kind}, got {s!r}") from None
-
-    return parse
+SWEEP_OPTIONS = ("out", "no_wait", "no_progress", "devices", "no_compile_cache", "workers", "distributed",
+                 "coordinator", "num_processes", "process_id", "heartbeat_timeout")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +95,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         elif f.type == "tuple":
             parser.add_argument(flag, type=int, nargs="+", metavar=meta["metavar"] or "L", **kw)
         else:
-            parser.add_argument(flag, type=_typed(f.name, _TYPES[f.type]), choices=meta["choices"],
+            parser.add_argument(flag, type=_number("", _TYPES[f.type]), choices=meta["choices"],
                                 metavar=meta["metavar"], **kw)
 
 
@@ -124,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-wait", action="store_true",
                    help="do not wait for depths that other processes sharing --out are training")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s.add_argument("--workers", type=_positive_int("workers"), metavar="N",
+                   help="N worker processes on this node share the depths (deepest first for conv-cifar10), each "
+                        "on its own GPU (default: conv-cifar10 one per local GPU, else 1)")
+    s.add_argument("--distributed", action="store_true",
+                   help="join a multi-process JAX run (jax.distributed: Slurm, Open MPI, or --coordinator ...): "
+                        "every depth trained by all processes' devices together, only process 0 writes --out")
+    s.add_argument("--coordinator", metavar="HOST:PORT", help="--distributed: the address of process 0")
+    s.add_argument("--num-processes", type=_positive_int("num processes"), metavar="N",
+                   help="--distributed: the number of processes")
+    s.add_argument("--process-id", type=_number("process id", int, lambda v: v >= 0, ">= 0"), metavar="I",
+                   help="--distributed: this process's index, 0..N-1")
+    s.add_argument("--heartbeat-timeout", type=_positive_int("heartbeat timeout"), metavar="S",
+                   help="--distributed: seconds without a heartbeat after which a process counts as dead and "
+                        "the others stop (default 100)")
 
     a = sub.add_parser("analyze", help="scaling analysis of a sweep folder (SP §2.3, Table 1)")
     a.add_argument("run_dir", type=Path)
@@ -170,6 +175,27 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--row-convention", action="store_true",
                    help=".npz networks compute h @ A_k (A is transposed); the authors' .p files always do")
 
+    b = sub.add_parser("submit", help="send a sweep to a Slurm cluster (submitit): a job array or one "
+                                      "multi-node data-parallel job")
+    b.add_argument("--array", type=_positive_int("array"), metavar="N",
+                   help="a job array of N tasks running the sweep on its (shared) folder, depth-parallel")
+    b.add_argument("--nodes", type=_positive_int("nodes"), metavar="K",
+                   help="one job of K nodes x --gpus-per-node tasks, one per GPU, running the sweep --distributed")
+    b.add_argument("--gpus-per-node", type=_positive_int("gpus per node"), default=1, metavar="G",
+                   help="GPUs of each array task, or of each node (default 1)")
+    b.add_argument("--partition", help="Slurm partition")
+    b.add_argument("--account", help="Slurm account")
+    b.add_argument("--time", type=_positive_int("time"), default=1440, metavar="MIN",
+                   help="time limit of each task in minutes (default 1440)")
+    b.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="another sbatch parameter (repeatable), e.g. --slurm qos=high")
+    b.add_argument("--logs", type=Path, metavar="DIR", help="submitit's folder of logs (default RUN.slurm beside "
+                                                             "the run folder)")
+    b.add_argument("--local", action="store_true",
+                   help="run the same tasks as processes of this machine (submitit's LocalExecutor; a dry run)")
+    b.add_argument("--wait", action="store_true", help="wait for the tasks and print what each one trained")
+    b.add_argument("sweep", nargs=argparse.REMAINDER, metavar="sweep PRESET --out RUN [settings]",
+                   help="the sweep command every task runs")
     sub.add_parser("presets", help="list the presets and their settings")
     for name in ("sweep", "reproduce"):
         sub.choices[name].add_argument(
@@ -201,12 +227,22 @@ def _sweep_config(args):
 
 def _sweep(args) -> int:
     from resnet_limits.config import CONV
+    from resnet_limits.distributed import CHILD_ENV, active_group
     from resnet_limits.sweeps import run_conv_sweep, run_sweep_report
 
+    if args.workers_n > 1:
+        return _sweep_workers(args)
+    if args.distributed and not os.environ.get(CHILD_ENV):
+        return _sweep_supervised(args)
     cfg = args.config
     train = run_conv_sweep if cfg.kind == CONV else run_sweep_report
     rep = train(cfg, args.out, progress=not args.no_progress, wait=not args.no_wait, log=_say)
     done, mine = rep.finished, rep.trained
+    group = active_group()
+    if group is not None and not group.leader:
+        print(f"process {group.index} of {group.count} took part in {len(mine)} depths: {' '.join(map(str, mine))} "
+              f"(process 0 wrote them to {args.out})")
+        return 0
     span = f": {done[0]}..{done[-1]}" if done else ""
     here = f"; this process trained {len(mine)}: {' '.join(map(str, mine))}" if mine else ""
     each = "1 network each" if cfg.kind == CONV else f"{cfg.seeds} seeds each"
@@ -221,6 +257,87 @@ def _sweep(args) -> int:
               + ", ".join(f"L={L} ({who})" for L, who in rep.elsewhere.items())
               + "; rerun the same command to wait for them")
     return 0
+
+
+def _sweep_workers(args) -> int:
+    """``sweep --workers N``: N worker processes of this same command share the folder."""
+    from resnet_limits import distributed, runtime
+    from resnet_limits.config import CONV
+    from resnet_limits.sweeps.folder import check_folder
+
+    cfg, n = args.config, args.workers_n
+    check_folder(args.out, cfg)  # one line here rather than one per worker
+    command = [sys.executable, "-m", "resnet_limits.cli", *args.argv, "--workers", "1", "--no-progress"]
+    if cfg.kind != CONV and args.devices is None:  # the cores split between the workers' seeds
+        command += ["--devices", str(max(1, min(runtime.usable_cores() // n, cfg.seeds)))]
+    gpus = distributed.local_gpus()
+    dp = cfg.data_parallel if cfg.kind == CONV else 1
+    envs = distributed.worker_envs(n, data_parallel=dp, gpus=gpus)
+    where = ", ".join(f"{i}: GPU {e['CUDA_VISIBLE_DEVICES']}" for i, e in enumerate(envs)) if gpus else "on the CPU"
+    _say(f"{n} workers share the depths of {args.out} ({where})")
+    rep = distributed.run_workers(command, n, args.out, envs=envs, say=_say)
+    each = "1 network each" if cfg.kind == CONV else f"{cfg.seeds} seeds each"
+    span = f": {rep.finished[0]}..{rep.finished[-1]}" if rep.finished else ""
+    who = "; ".join(f"worker {i} trained {len(ds)}: {' '.join(map(str, ds))}" for i, ds in rep.trained.items() if ds)
+    print(f"{len(rep.finished)} depths finished in {args.out} ({each}){span}" + (f"; {who}" if who else ""))
+    missing = sorted(set(cfg.depths) - set(rep.finished))
+    if missing and rep.exit_code:
+        print(f"not finished: {' '.join(map(str, missing))}; rerun the same command to train them")
+    return rep.exit_code
+
+
+def _sweep_supervised(args) -> int:
+    """``sweep --distributed``: this command in a child process, JAX's fatal end made one line."""
+    from resnet_limits import distributed
+
+    label = "this process" if args.process_id is None else f"process {args.process_id}"
+    return distributed.supervise([sys.executable, "-m", "resnet_limits.cli", *args.argv, "--no-progress"],
+                                 say=_say, label=label)
+
+
+def _submit(args) -> int:
+    from resnet_limits import distributed
+    from resnet_limits.sweeps.folder import check_folder
+
+    words = list(args.sweep)
+    if not words or words[0] != "sweep":
+        raise UsageError("submit runs a sweep: resnet-limits submit (--array N | --nodes K) sweep PRESET --out RUN "
+                         "[settings]")
+    sweep = build_parser().parse_args(words)
+    sweep.config = _sweep_config(sweep)
+    for flag, given in (("--distributed", sweep.distributed), ("--coordinator", sweep.coordinator),
+                        ("--num-processes", sweep.num_processes), ("--process-id", sweep.process_id)):
+        if given:
+            raise UsageError(f"submit sets {flag} itself (--nodes); leave it out of the sweep command")
+    check_folder(sweep.out, sweep.config)  # one line now rather than in every task
+    out = sweep.out.absolute()  # the tasks may start elsewhere
+    at = [i for i, w in enumerate(words) if w == "--out" or w.startswith("--out=")]
+    words = [f"--out={out}" if i in at and "=" in w else str(out) if i - 1 in at and "=" not in words[i - 1] else w
+             for i, w in enumerate(words)]
+    command = [sys.executable, "-m", "resnet_limits.cli", *words, "--no-progress"]
+    logs = args.logs or out.with_name(out.name + ".slurm")
+    sent = distributed.submit(command, array=args.array, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+                              partition=args.partition, time_min=args.time, account=args.account,
+                              slurm=args.slurm, logs=logs, local=args.local)
+    what = (f"a job array of {args.array} tasks" if args.array else
+            f"one job of {args.nodes} node(s) x {args.gpus_per_node} tasks (--distributed)")
+    print(f"submitted {what}{' (local processes)' if args.local else ''}: job ids {' '.join(sent.job_ids)}; "
+          f"logs in {sent.logs}; each task runs: {' '.join(sent.command)}")
+    if not args.wait:
+        return 0
+    failed = 0
+    for job in sent.jobs:
+        try:
+            results = job.results()
+        except Exception as e:  # noqa: BLE001 (submitit's FailedJobError: the task's stderr)
+            failed += 1
+            lines = [ln for ln in str(e).splitlines() if ln.startswith("resnet-limits:")] or \
+                    (str(e).splitlines() or ["?"])
+            _say(f"task {job.job_id} failed: {lines[-1][:300]}")
+            continue
+        for text in results:
+            print(f"task {job.job_id}: {' '.join(str(text).splitlines()[:1])}")
+    return distributed.EXIT_FAILED if failed else 0
 
 
 def _open_run(path):
@@ -325,7 +442,7 @@ def _presets(args) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "sweep": _sweep, "analyze": _analyze, "limits": _limits, "reproduce": _reproduce, "presets": _presets,
-    "import-weights": _import_weights,
+    "import-weights": _import_weights, "submit": _submit,
 }
 
 
@@ -369,6 +486,10 @@ def _log_folder(args) -> Optional[Path]:
     """The folder an internal error's traceback goes to: the run or study folder, if it exists."""
     if args is None:
         return None
+    from resnet_limits.distributed import active_group
+
+    if active_group() is not None and not active_group().leader:
+        return None  # a distributed run's folder is written by its process 0 only
     folder = getattr(args, "run_dir", None) or getattr(args, "out", None)
     if folder is None or not Path(folder).is_dir():
         return None
@@ -405,13 +526,68 @@ def _runtime(args) -> None:
     from resnet_limits.config import CONV
 
     if args.command == "sweep":
+        from resnet_limits.distributed import CHILD_ENV
+
         args.config = _sweep_config(args)  # one line (exit 2) for a bad setting, before any work
-        runs = args.config.data_parallel if args.config.kind == CONV else args.config.seeds
-        runtime.use_host_devices(args.devices, runs=runs)
+        args.workers_n = _run_options(args)
+        joins = args.distributed and os.environ.get(CHILD_ENV)
+        if args.workers_n == 1 and (joins or not args.distributed):  # this process trains
+            runs = args.config.data_parallel if args.config.kind == CONV else args.config.seeds
+            runtime.use_host_devices(args.devices, runs=runs)
+        if joins:
+            _join(args)
     elif args.command == "reproduce":
         runtime.use_host_devices(args.devices, runs=16)
     if not args.no_compile_cache:
         runtime.enable_compile_cache()
+
+
+def _run_options(args) -> int:
+    """Check ``sweep``'s options of processes (one line each); the number of workers to start."""
+    from resnet_limits.config import CONV
+    from resnet_limits.distributed import WORKER_ENV, default_workers
+
+    given = [flag for flag, v in (("--coordinator", args.coordinator), ("--num-processes", args.num_processes),
+                                  ("--process-id", args.process_id), ("--heartbeat-timeout", args.heartbeat_timeout))
+             if v is not None]
+    if given and not args.distributed:
+        raise UsageError(f"{given[0]} is an option of --distributed")
+    if args.num_processes is not None and args.process_id is not None and args.process_id >= args.num_processes:
+        raise UsageError(f"process id must be in 0..{args.num_processes - 1}, got {args.process_id}")
+    if args.coordinator is not None and not re.fullmatch(r"\S+:\d+", args.coordinator):
+        raise UsageError(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
+    if args.distributed and (args.workers or 1) > 1:
+        raise UsageError("--workers and --distributed exclude each other: a distributed run has one process per GPU")
+    if os.environ.get(WORKER_ENV) is not None or args.distributed:
+        return 1
+    if args.workers is not None:
+        return args.workers
+    cfg = args.config
+    return default_workers(cfg.kind == CONV, cfg.data_parallel)
+
+
+def _join(args) -> None:
+    """``sweep --distributed``, in the supervised child: join the JAX run before any computation;
+    the conv sweep then splits each minibatch over all its devices."""
+    import socket
+
+    import jax
+
+    from resnet_limits import distributed
+    from resnet_limits.config import CONV
+
+    group = distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                                   heartbeat_timeout=args.heartbeat_timeout or distributed.DEFAULT_HEARTBEAT_S,
+                                   log=_say)
+    n = jax.device_count()
+    _say(f"process {group.index} of {group.count} ({socket.gethostname()}:{os.getpid()}) joined the distributed "
+         f"run: {n} {jax.devices()[0].platform} devices in all, {jax.local_device_count()} here")
+    if args.config.kind == CONV:
+        if args.data_parallel not in (None, n):
+            raise UsageError(f"--distributed splits each minibatch over all {n} devices of the run: leave "
+                             f"--data-parallel out or give {n}")
+        args.data_parallel = n
+        args.config = _sweep_config(args)
 
 
 def _write_failed(e: OSError, args) -> str:
@@ -436,6 +612,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         _runtime(args)
         return COMMANDS[args.command](args)
     except UsageError as e:  # DamagedRunError included

@@ -162,6 +162,18 @@ class SweepConfig:
                                                 "parametrization", kinds=(FC,), metavar="L0")
     lr_depth_exponent: Optional[float] = _setting(None, "override the exponent e of eta(L) = eta (L/L0)^e",
                                                   kinds=(FC,), metavar="E")
+    adam_eps: float = _setting(1e-8, "epsilon of Adam's denominator (not the early-stop --epsilon)", kinds=(FC,))
+    adam_eps_depth: bool = _setting(True, "fixed parametrization with --ref-depth: scale Adam's epsilon like the "
+                                          "per-layer gradient, eps (L/L0)^-a", kinds=(FC,))
+    ref_width: Optional[int] = _setting(None, "scale the learning rate with the width from d0 (muP-style for "
+                                              "Adam: eta d0/d)", kinds=(FC,), metavar="D0")
+    nested: bool = _setting(False, "a ladder of depths L0 2^j whose initial weights are nested (depth 2L's "
+                                   "refine depth L's) and which share their data order", kinds=(FC,))
+    base_depth: Optional[int] = _setting(None, "L0 of a nested ladder (default: the smallest depth)", kinds=(FC,),
+                                         metavar="L0")
+    nesting: str = _setting("law", "law: every depth has its initialisation's law, the paths agree after "
+                                   "rescaling; path: the cumulative sums agree exactly", kinds=(FC,),
+                            choices=("law", "path"))
     momentum: float = _setting(0.9, "SGD momentum", kinds=(CONV,))
     weight_decay: float = _setting(5e-4, "weight decay", kinds=(CONV,))
     augment: bool = _setting(True, "random crop (pad 4) and horizontal flip of the training images", kinds=(CONV,))
@@ -222,6 +234,9 @@ class SweepConfig:
             values.setdefault("kind", CONV if obj.get("dataset") == "cifar10" else FC)
             if obj.get("dataset") == "imported":
                 values.setdefault("preset", "imported")
+        if ("adam_eps_depth" not in obj and values.get("parametrization") == "fixed"
+                and values.get("ref_depth") is not None and values.get("optimizer", "adam") == "adam"):
+            values["adam_eps_depth"] = False  # written before Adam's epsilon followed the depth: it was constant
         for k in ("depths", "source"):
             if k in values:
                 values[k] = tuple(values[k])
@@ -307,6 +322,8 @@ def sweep_config(preset: str, **overrides) -> SweepConfig:
             raise UsageError(f"the grid floor({cfg.depth_base:g}^n) has no depth between {cfg.min_depth} and "
                              f"{cfg.max_depth}; widen the range or give --depths")
         cfg = cfg.replace(depths=tuple(grid))
+    if cfg.nested:
+        cfg = cfg.replace(base_depth=cfg.base_depth or cfg.depths[0])
     if cfg.mock_data is not None:
         if cfg.data_dir is not None:
             raise UsageError("--mock-data and --data-dir exclude each other")
@@ -332,6 +349,8 @@ def validate(cfg: SweepConfig) -> None:
         raise UsageError(f"depth base must be > 1, got {cfg.depth_base}")
     if cfg.dataset == "synthetic" and cfg.data_dir is not None:
         raise UsageError(f"a data folder is only read by the MNIST presets ({cfg.preset} makes its own data)")
+    if cfg.nested:
+        _validate_ladder(cfg)
     if cfg.kind == CONV:
         if not cfg.depths:
             raise UsageError("give at least one depth")
@@ -340,3 +359,14 @@ def validate(cfg: SweepConfig) -> None:
         cfg.conv_train_config().validate(cfg.n_train)
     else:
         cfg.train_config().validate(cfg.n_train)
+
+
+def _validate_ladder(cfg: SweepConfig) -> None:
+    """A nested ladder: every depth is L0 2^j (j >= 0), L0 = ``base_depth``."""
+    L0 = cfg.base_depth
+    if L0 is None or L0 < 1:
+        raise UsageError(f"a nested ladder needs a base depth L0 >= 1, got {L0}")
+    off = [L for L in cfg.depths if L < L0 or L % L0 or (L // L0) & (L // L0 - 1)]
+    if off:
+        raise UsageError(f"the depths of a nested ladder are L0 2^j with L0 = {L0}; {off[0]} is not "
+                         "(give --depths L0 2L0 4L0 ..., or --depth-base 2)")

@@ -134,37 +134,33 @@ def test_neural_ode_backward_is_flow_jacobian():
         assert np.max(np.abs(P[0] - np.eye(d))) > 0.1  # non-trivial instance
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2))
-def _regime1_errors(node, activation, depths=(8, 32, 128)):
-    d = 3
-    tr = bp.random_trend(jax.random.PRNGKey(3), d)
-    trend = lambda t: bp.trend_eval(tr, t)  # noqa: E731
-    x = jax.random.normal(jax.random.PRNGKey(4), (d,), jnp.float64)
-    Lmax = depths[-1]
-    ts = jnp.arange(Lmax + 1) / Lmax
-    if node:
-        sol = bp.forward_ode(x, trend, activation=activation)
-        P = bp.backward_ode(ts, trend, H=sol.evaluate, activation=activation)
-        alpha, beta = 1.0, 0.0
-    else:
-        P = bp.backward_ode(ts, trend)
-        alpha, beta = 0.5, 0.5
-    errs = []
-    for L in depths:
-        p = bp.regime1_network(tr, L, alpha=alpha, beta=beta)
-        J = bp.jacobians(p, x, activation=activation, delta_mode="shared")
-        errs.append(jnp.max(jnp.linalg.norm(J - P[:: Lmax // L], axis=(-2, -1))))
-    return jnp.stack(errs)
+# One compiled program per Regime-1 case (AA Thm 4), shared by the rate and the per-path tests:
+# regime1_path_errors on two smooth random trends (one key each), depths 8, 32, 128.
+REGIME1_DEPTHS = (8, 32, 128)
+
+
+@pytest.fixture(scope="module")
+def regime1():
+    """{alpha: per-path errors}: alpha = 1 the neural-ODE case (tanh), alpha = 1/2 the linear case
+    (tanh and csoftplus, one limit solve for both)."""
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    out = {}
+    with jax.enable_x64(True):
+        for alpha, acts in ((1.0, ("tanh",)), (0.5, ("tanh", "csoftplus"))):
+            out[alpha] = jax.jit(jax.vmap(lambda k: bp.regime1_path_errors(  # noqa: B023
+                k, depths=REGIME1_DEPTHS, width=3, activations=acts, alpha=alpha)))(keys)  # noqa: B023
+    return {a: {k: np.asarray(v) for k, v in r.items()} for a, r in out.items()}
 
 
 @pytest.mark.parametrize("node,activation,rate", [(True, "tanh", 1.0), (False, "tanh", 1.0), (False, "csoftplus", 0.5)])
-def test_regime1_error_decreases_with_depth(node, activation, rate):
-    """sup_k ||J_k - P_{k/L}|| -> 0 at the predicted rate (AA Thm 4) on one small instance."""
-    with jax.enable_x64(True):
-        errs = np.asarray(_regime1_errors(node, activation))
-        assert np.all(np.diff(errs) < 0), errs
-        slope = np.log(errs[-1] / errs[-2]) / np.log(4.0)
-        assert abs(slope + rate) < 0.15, (errs, slope)
+def test_regime1_error_decreases_with_depth(regime1, node, activation, rate):
+    """sup_k ||J_k - P_{k/L}|| -> 0 at the predicted rate (AA Thm 4): on each small instance the
+    error falls with L; the rate is that of the mean over the instances (L = 32 -> 128)."""
+    per_path = regime1[1.0 if node else 0.5][f"{activation}:errors"]
+    assert np.all(np.diff(per_path, axis=1) < 0), per_path
+    errs = per_path.mean(0)
+    slope = np.log(errs[-1] / errs[-2]) / np.log(4.0)
+    assert abs(slope + rate) < 0.15, (errs, slope)
 
 
 def _brownian(key, n, d):
@@ -203,51 +199,61 @@ def test_phi_times_inverse_is_identity():
         np.testing.assert_allclose(jnp.mean(heun[:, -1], axis=0), np.eye(d) / d**2, atol=0.03)
 
 
-def _regime2_errors(activation, n_paths=32, n=2**9, depths=(4, 16, 64)):
-    from resnet_limits.limits import BrownianQ, brownian_network, solve_sde, uniform_grid
+# One compiled program for Regime 2 (AA Thm 5), shared by the rate test and the per-path test:
+# regime2_path_errors (Li et al. adjoint included) on 32 fine paths of 2^9 steps, depths 4, 16, 64.
+REGIME2_DEPTHS = (4, 16, 64)
+
+
+@pytest.fixture(scope="module")
+def regime2():
+    keys = jax.random.split(jax.random.PRNGKey(6), 32)
+    with jax.enable_x64(True):
+        r = jax.jit(jax.vmap(lambda k: bp.regime2_path_errors(
+            k, depths=REGIME2_DEPTHS, width=3, n_fine=2**9, activations=("tanh", "csoftplus"), li=True)))(keys)
+    return {k: np.asarray(v) for k, v in r.items()}
+
+
+def _regime2_euler_adjoint_and_H(activation, n_paths=32, n=2**9, Lmax=64):
+    """Per path: sup_k ||J^euler - Phi_1 Phi_{k/L}^{-1}||^2 of the Li et al. adjoint solved by Euler
+    (backward Ito) with the Ito drift, and max |H - H^ref| between the H of the joint solve and the
+    forward SDE of resnet_limits.limits (SP eq. 15)."""
+    from resnet_limits.limits import BrownianQ, solve_sde, uniform_grid
     from resnet_limits.models import get_activation
 
     d = 3
-    Lmax = depths[-1]
 
     def one(key):
         kW, kx = jax.random.split(key)
         dWA, dWb, WA, Wb = _brownian(kW, n, d)
         x = jax.random.normal(kx, (d,), jnp.float64) / np.sqrt(d)
         sol = bp.solve_phi_sde(x, WA, Wb, uniform_grid(Lmax), activation=activation, save_fine_H=True)
-        Jl = sol.jacobian_limit()
-        out = []
-        for L in depths:
-            J = bp.jacobians(brownian_network(dWA, dWb, L), x, activation=activation, delta_mode="none")
-            out.append(jnp.max(jnp.sum((J - Jl[:: Lmax // L]) ** 2, axis=(-2, -1))))
-        li = bp.li_adjoint(WA, sol.H_fine, uniform_grid(Lmax), activation=activation)
         li_euler = bp.li_adjoint(WA, sol.H_fine, uniform_grid(Lmax), activation=activation,
                                  stratonovich_drift=False, solver="euler")
-        naive = bp.li_adjoint(WA, sol.H_fine, uniform_grid(Lmax), activation=activation, stratonovich_drift=False)
-        e = lambda A: jnp.max(jnp.sum((A - Jl) ** 2, axis=(-2, -1)))  # noqa: E731
-        # the H of the joint solve is the forward SDE of resnet_limits.limits (SP eq. 15)
         H_ref = solve_sde(x, WA, Wb, uniform_grid(Lmax), d2_at_0=get_activation(activation).d2_at_0, Q=BrownianQ())
-        return jnp.stack(out), e(li), e(li_euler), e(naive), jnp.max(jnp.abs(H_ref - sol.H))
+        return sup_sq(li_euler, sol.jacobian_limit()), jnp.max(jnp.abs(H_ref - sol.H))
 
-    errs, li, li_euler, naive, dH = jax.jit(jax.vmap(one))(jax.random.split(jax.random.PRNGKey(6), n_paths))
-    assert float(dH.max()) < 1e-12
-    return np.asarray(errs.mean(0)), float(li.mean()), float(li_euler.mean()), float(naive.mean())
+    sup_sq = lambda A, B: jnp.max(jnp.sum((A - B) ** 2, axis=(-2, -1)))  # noqa: E731
+    li_euler, dH = jax.jit(jax.vmap(one))(jax.random.split(jax.random.PRNGKey(6), n_paths))
+    return float(li_euler.mean()), float(dH.max())
 
 
 @pytest.mark.parametrize("activation", ["csoftplus"])
-def test_regime2_error_decreases_with_depth_and_li_adjoint(activation):
+def test_regime2_error_decreases_with_depth_and_li_adjoint(regime2, activation):
     """E sup_k ||J_k - Phi_1 Phi_{k/L}^{-1}||^2 decreases with L (AA Thm 5, rate ~ 1/L); the Li
     et al. adjoint in Stratonovich form agrees with Phi_1 Phi_t^{-1} up to the fine-grid error, an
     Euler (backward Ito) version with the Ito drift agrees to round-off for tanh, and the naive one
     (Ito drift, Stratonovich solver) stays O(1/d^2) away."""
+    errs = regime2[f"{activation}:errors"].mean(0)
+    li, naive = float(regime2[f"{activation}:li_vs_phi"].mean()), float(regime2[f"{activation}:naive_vs_phi"].mean())
+    assert np.all(np.diff(errs) < 0), errs
+    slope = np.polyfit(np.log(REGIME2_DEPTHS), np.log(errs), 1)[0]
+    assert -1.4 < slope < -0.7, (errs, slope)
+    assert li < 1e-3 and li < errs[-1], (li, errs)
+    assert naive > 10 * li, (naive, li)
     with jax.enable_x64(True):
-        errs, li, li_euler, naive = _regime2_errors(activation)
-        assert np.all(np.diff(errs) < 0), errs
-        slope = np.polyfit(np.log([4, 16, 64]), np.log(errs), 1)[0]
-        assert -1.4 < slope < -0.7, (errs, slope)
-        assert li < 1e-3 and li < errs[-1], (li, errs)
-        assert li_euler < (1e-20 if activation == "tanh" else 1e-6), li_euler
-        assert naive > 10 * li, (naive, li)
+        li_euler, dH = _regime2_euler_adjoint_and_H(activation)
+    assert dH < 1e-12  # the H of the joint solve is the forward SDE of resnet_limits.limits (SP eq. 15)
+    assert li_euler < (1e-20 if activation == "tanh" else 1e-6), li_euler
 
 
 def test_phi_sde_trend_term_and_qv_object():
@@ -284,29 +290,22 @@ def test_phi_sde_trend_term_and_qv_object():
             np.testing.assert_allclose(sol.jacobian_limit()[k], scipy.linalg.expm(A * (1 - t)), atol=1e-2)
 
 
-def test_regime1_path_errors_shrink_with_depth():
+def test_regime1_path_errors_shrink_with_depth(regime1):
     """The per-path errors of the study (AA Thm 4): one key per path, vmapped; both cases."""
-    keys = jax.random.split(jax.random.PRNGKey(3), 2)
-    with jax.enable_x64(True):
-        for alpha in (1.0, 0.5):
-            r = jax.jit(jax.vmap(lambda k: bp.regime1_path_errors(  # noqa: B023
-                k, depths=(4, 16), width=3, activations=("tanh",), alpha=alpha)))(keys)
-            assert set(r) == {"tanh:errors", "tanh:grad_errors"}
-            for v in r.values():
-                assert v.shape == (2, 2) and np.all(np.isfinite(v))
-                assert np.all(np.diff(np.asarray(v), axis=1) < 0), (alpha, v)
+    for alpha, acts in ((1.0, ("tanh",)), (0.5, ("tanh", "csoftplus"))):
+        r = regime1[alpha]
+        assert set(r) == {f"{a}:{m}" for a in acts for m in ("errors", "grad_errors")}
+        for v in r.values():
+            assert v.shape == (2, len(REGIME1_DEPTHS)) and np.all(np.isfinite(v))
+            assert np.all(np.diff(v, axis=1) < 0), (alpha, v)
 
 
-def test_regime2_path_errors_keys_and_decrease():
+def test_regime2_path_errors_keys_and_decrease(regime2):
     """Regime 2 per path (AA Thm 5): J, Phi and gradient errors, the Li et al. adjoint's."""
-    keys = jax.random.split(jax.random.PRNGKey(4), 8)
-    with jax.enable_x64(True):
-        r = jax.jit(jax.vmap(lambda k: bp.regime2_path_errors(
-            k, depths=(2, 32), width=3, n_fine=64, activations=("tanh", "csoftplus"), li=True)))(keys)
     for act in ("tanh", "csoftplus"):
         for m in ("errors", "phi_errors", "grad_errors", "li_errors", "naive_errors"):
-            v = np.asarray(r[f"{act}:{m}"])
-            assert v.shape == (8, 2) and np.all(np.isfinite(v)), (act, m)
-        e = np.asarray(r[f"{act}:errors"]).mean(0)
-        assert e[1] < e[0] / 4, (act, e)
-        assert r[f"{act}:li_vs_phi"].shape == (8,)
+            v = regime2[f"{act}:{m}"]
+            assert v.shape == (32, len(REGIME2_DEPTHS)) and np.all(np.isfinite(v)), (act, m)
+        e = regime2[f"{act}:errors"].mean(0)
+        assert e[-1] < e[0] / 4, (act, e)
+        assert regime2[f"{act}:li_vs_phi"].shape == (32,)

@@ -196,7 +196,8 @@ def test_full_disk_refuses_data_where_asked_and_nowhere_else(full_disk, tmp_path
     full_disk(run, at=at)
     with pytest.raises(OSError) as info:
         write_json(run / "config.json", {"a": 1})
-    assert info.value.errno == errno.ENOSPC and info.value.filename is None
+    # the kernel's error names no file; the atomic write names the one it could not write
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(run / "config.json")
     # the atomic write left neither the file nor its temporary behind; the old file is whole
     assert sorted(p.name for p in run.iterdir()) == ["old.json"] and (run / "old.json").read_text() == "{}\n"
     if at == "write":

@@ -25,7 +25,8 @@ FLAG = "--xla_force_host_platform_device_count"
 
 # The child: depth 8, width 4, 64 mock training images (40 test: the evaluation pads its
 # sharded batches), batches of 16 (4 updates per epoch), 2 epochs, augmentation on.
-# argv: mode ("equal", "resume" or "scan"), output .npz, scratch folder.
+# argv: mode ("all": the one-device run, the two-device run and the resumed runs, in one process
+# (one JAX start-up, one one-device run for both tests); or "scan"), output .npz, scratch folder.
 CHILD = textwrap.dedent("""
     import os, sys
     import jax, numpy as np
@@ -71,16 +72,14 @@ CHILD = textwrap.dedent("""
         np.savez(out, **arrays)
         sys.exit()
     keep("dp1", train_conv(key, 8, data, cfg(1)))
-    if mode == "equal":
-        keep("dp2", train_conv(key, 8, data, cfg(2)))
-    else:  # killed after epoch 1 on one device count, resumed on the other
-        for saved, resumed in ((2, 1), (1, 2)):
-            folder = f"{scratch}/ckpt{saved}{resumed}"
-            try:
-                train_conv(key, 8, data, cfg(saved), ckpt_dir=folder, on_epoch=kill)
-            except Killed:
-                pass
-            keep(f"dp{saved}to{resumed}", train_conv(key, 8, data, cfg(resumed), ckpt_dir=folder))
+    keep("dp2", train_conv(key, 8, data, cfg(2)))
+    for saved, resumed in ((2, 1), (1, 2)):  # killed after epoch 1 on one device count, resumed on the other
+        folder = f"{scratch}/ckpt{saved}{resumed}"
+        try:
+            train_conv(key, 8, data, cfg(saved), ckpt_dir=folder, on_epoch=kill)
+        except Killed:
+            pass
+        keep(f"dp{saved}to{resumed}", train_conv(key, 8, data, cfg(resumed), ckpt_dir=folder))
     np.savez(out, **arrays)
 """)
 
@@ -112,14 +111,20 @@ def _assert_same_run(got: dict, a: str, b: str) -> None:
                                    err_msg=f"{b} {p}")
 
 
-def test_two_devices_train_the_one_device_network(tmp_path):
-    got = _run_child(tmp_path, "equal")
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, np.ndarray]:
+    """The child's "all" runs, shared by the two tests below."""
+    return _run_child(tmp_path_factory.mktemp("data-parallel"), "all")
+
+
+def test_two_devices_train_the_one_device_network(runs):
+    got = runs
     assert got["dp1/train_loss"].shape == (2,)
     _assert_same_run(got, "dp1", "dp2")
 
 
-def test_checkpoint_resumes_on_another_number_of_devices(tmp_path):
-    got = _run_child(tmp_path, "resume")
+def test_checkpoint_resumes_on_another_number_of_devices(runs):
+    got = runs
     for name in ("dp2to1", "dp1to2"):
         assert int(got[f"{name}/resumed_from"]) == 1, name
         _assert_same_run(got, "dp1", name)

@@ -19,7 +19,7 @@ PKG = Path(resnet_limits.__file__).parent
 PAGE = PKG.parent / "docs" / "architecture.md"
 LAYERS = {"errors": 0}
 LAYERS.update(dict.fromkeys(("models", "conv", "limits", "backprop", "scaling", "nested"), 1))
-LAYERS.update(dict.fromkeys(("config", "data", "training", "sweeps", "weights", "run", "runtime"), 2))
+LAYERS.update(dict.fromkeys(("config", "data", "training", "sweeps", "weights", "run", "runtime", "distributed"), 2))
 LAYERS.update(dict.fromkeys(("analysis", "plotting", "studies"), 3))
 LAYERS.update(dict.fromkeys(("cli", "reproduce"), 4))
 IMPURE = ("matplotlib", "tqdm", "argparse")

@@ -1,6 +1,7 @@
 """Tests of resnet_limits.limits: paths, Q, the ODE/SDE limit solvers (SP §4; AA §4)."""
 
 import math
+from functools import partial
 
 import diffrax
 import jax
@@ -281,10 +282,12 @@ def test_brownian_network_trend_scaled_by_L_to_the_minus_beta():
     np.testing.assert_allclose(default.A[3], dWA[24:32].sum(0) + Abar(3 / L) / L, atol=1e-15)
 
 
+@partial(jax.jit, static_argnums=(1, 5))
 def _regime2_linear_sup_sq(keys, depths, alpha, Abar, x, n_fine, noise=1.0):
     """sup_k |h_k - expm(t_k Abar) x|^2 (keys, depths) of the linear networks
     h_{k+1} = h_k + L^{-alpha} (A_k h_k + b_k), A_k = L^{-beta} Abar + noise dW^A_k, b_k = noise dW^b_k
-    (AA Thm 2 with a constant trend and bbar = 0)."""
+    (AA Thm 2 with a constant trend and bbar = 0). alpha and noise are traced: one compiled program
+    for both alphas, with and without the noise."""
     Hs = {L: jax.vmap(lambda t: expm(t * Abar) @ x)(uniform_grid(L)) for L in depths}
 
     def one(key):
@@ -297,7 +300,7 @@ def _regime2_linear_sup_sq(keys, depths, alpha, Abar, x, n_fine, noise=1.0):
             out.append(sup_sq_error(h, Hs[L]))
         return jnp.stack(out)
 
-    return np.asarray(jax.jit(jax.vmap(one))(keys))
+    return jax.vmap(one)(keys)
 
 
 @pytest.mark.parametrize("alpha", [0.5, 0.7])
@@ -312,12 +315,13 @@ def test_regime2_linear_network_converges_to_the_closed_form_at_rate_alpha(alpha
     np.testing.assert_allclose(solve_linear_ode(x, ConstantPath(Abar), None, jnp.asarray([0.0, 0.5, 1.0])),
                                jnp.stack([expm(t * Abar) @ x for t in (0.0, 0.5, 1.0)]), rtol=1e-8, atol=1e-10)
     keys = jax.random.split(jax.random.PRNGKey(5), 64)
-    mean = _regime2_linear_sup_sq(keys, depths, alpha, Abar, x, n_fine).mean(axis=0)
+    mean = np.asarray(_regime2_linear_sup_sq(keys, depths, alpha, Abar, x, n_fine)).mean(axis=0)
     slope = loglog_fit(depths, mean).slope
     expected = linear_ode_expected_slope("identity", alpha, noise=True)
     assert expected == pytest.approx(-2 * alpha)
     assert abs(slope - expected) < 0.2, (slope, expected, mean)
-    quiet = _regime2_linear_sup_sq(keys[:1], depths[:1], alpha, Abar, x, n_fine, noise=0.0)[0, 0]
+    # the same program without the noise (every key alike): key 0, L = 16
+    quiet = float(_regime2_linear_sup_sq(keys, depths, alpha, Abar, x, n_fine, 0.0)[0, 0])
     assert quiet < mean[0] / 20, (quiet, mean[0])  # what remains without the noise: Euler, O(L^-2)
 
 
@@ -425,6 +429,9 @@ def test_map_paths_chunks_equal_one_vmap():
     np.testing.assert_allclose(out["s"], ref["s"], rtol=1e-6)
 
 
+# slow: the default run covers it with tests/test_studies_convergence.py::test_study_errors_decrease_with_depth_in_each_case
+# (sde_strong_errors and ode_strong_errors on every path: each case's error falls with L, the neural-ODE slope is -2)
+@pytest.mark.slow
 def test_strong_errors_of_one_path():
     """sup_k |h_k - H_{k/L}|^2 per depth for every case on one path and trend: the neural-ODE error
     falls like L^-2, the Ito-corrected csoftplus error shrinks with L."""

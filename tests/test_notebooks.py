@@ -22,10 +22,10 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
-NOTEBOOKS = ("01_scaling_regimes.ipynb", "02_deep_limits.ipynb", "03_backprop_limits.ipynb")
+NOTEBOOKS = ("01_scaling_regimes.ipynb", "02_deep_limits.ipynb", "03_backprop_limits.ipynb", "04_coupled_depths.ipynb")
 
 
-def test_the_notebooks_are_the_three_stories():
+def test_the_notebooks_are_the_four_stories():
     assert sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb")) == sorted(NOTEBOOKS)
 
 

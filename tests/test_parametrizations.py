@@ -73,7 +73,8 @@ def test_learning_rate_rule_is_applied_to_the_training():
     cfg = TrainConfig(**FIXED, branch_exponent=0.5, delta_mode="shared", init="iid", lr=0.05, ref_depth=3)
     keys, L = seed_keys(0, 12, 2), 12
     res = train_seeds(keys, L, DATA, cfg)
-    by_hand = train_seeds(keys, L, DATA, dataclasses.replace(cfg, lr=cfg.lr_at(L), ref_depth=None))
+    by_hand = train_seeds(keys, L, DATA, dataclasses.replace(cfg, lr=cfg.lr_at(L), ref_depth=None,
+                                                              adam_eps=cfg.adam_eps_at(L)))  # and eps(L) by hand
     np.testing.assert_allclose(res.lr, 0.05 * 0.5, rtol=1e-6)
     np.testing.assert_allclose(res.params.A, by_hand.params.A, rtol=1e-5, atol=1e-7)
     many = train_seeds(jnp.concatenate([keys, keys]), L, DATA, cfg, lrs=[0.05, 0.05, 0.1, 0.1])

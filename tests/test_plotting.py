@@ -526,3 +526,17 @@ def test_a_failing_save_leaves_the_old_file_and_no_temporary_file(tmp_path):
             plotting.save(fig, path)
     assert old.read_bytes() == b"the old figure"
     assert os.listdir(tmp_path) == ["x.png"]  # no new.png, no temporary file
+
+
+def test_width_phase_diagram_is_readable():
+    grid = {"widths": [10, 32, 100], "max_depths": [64, 128, 256],
+            "alpha": [[0.62, 0.62, 0.63], [0.61, 0.59, 0.57], [0.56, 0.54, 0.54]], "alpha_sd": [[0.02] * 3] * 3,
+            "beta": [[0.26, 0.27, 0.27], [0.24, 0.24, 0.25], [0.07, 0.11, 0.14]], "beta_sd": [[0.01] * 3] * 3,
+            "nu": [[0.7, 0.6, 0.6], [1.1, 1.0, 0.9], [1.4, 1.3, 1.2]], "nu_sd": [[0.03] * 3] * 3,
+            "verdict": [["Hypothesis 1"] * 3, ["Hypothesis 2", "neither (sparse)", "Hypothesis 1"],
+                        [None, "Hypothesis 1", "Hypothesis 1"]]}
+    fig = _readable(plotting.width_phase_diagram({"grid": grid, "preset": "tanh-synthetic", "quick": True,
+                                                  "width_rule": "Adam: η(d) = η 10/d (μP, hidden weights)"}))
+    assert [ax.get_xlabel() for ax in fig.axes] == ["width d"] * 4
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][:3] == ["Hypothesis 1", "Hypothesis 2",
+                                                                                "neither"]

@@ -11,7 +11,8 @@ from resnet_limits.limits import REGIME2_ACTIVATIONS, linear_case_name, linear_o
 from resnet_limits.studies import convergence as conv
 from resnet_limits.studies.convergence import StudyConfig, convergence_study
 
-TINY = StudyConfig(width=3, n_paths=24, n_fine=2**10, depths=(8, 16, 32, 64, 128, 256), chunk=24,
+# the cost is the compiles of the per-path programs, one depth loop each: three depths, 64x apart
+TINY = StudyConfig(width=3, n_paths=24, n_fine=2**11, depths=(8, 64, 512), chunk=24,
                    qv_blocks=2**4, n_trends=4, linear_alphas=(0.5,), ode_depths=None)
 
 

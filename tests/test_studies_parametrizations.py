@@ -10,7 +10,7 @@ TINY = par.Mode(depths=(3, 4, 6), limit_seeds=1, limit_inputs=2, lr_depths=(3, 6
                 seeds=2, max_updates=4)
 KEYS = {"study", "preset", "quick", "seeds", "depths", "ref_depth", "cases", "figures", "seconds"}
 CASE_KEYS = {"name", "label", "parametrization", "branch_exponent", "init", "lr", "lr_rule", "sweep_dir", "init_dir",
-             "regime_at_init", "regime_trained", "limit", "lr_transfer"}
+             "regime_at_init", "regime_trained", "limit", "lr_transfer", "lr_transfer_const_eps"}
 REGIME_KEYS = {"verdict", "verdict_b", "reason", "alpha", "beta", "beta_sd", "beta_b", "nu", "nu_b", "noise_to_trend",
                "quadratic_variation", "finite_quadratic_variation"}
 
@@ -33,11 +33,22 @@ def _check(result, out, names):
         t = c["lr_transfer"]
         assert t["depths"] == [3, 6] and t["lrs"] == [0.01, 0.1] and len(t["final_train_loss"]) == 2
         assert all(o in t["lrs"] for o in t["optimal_lr"])
+        const = c["lr_transfer_const_eps"]
+        if c["branch_exponent"] is None:  # learned delta: no epsilon rule, one transfer
+            assert const is None and t["eps_rule"] == "ε = 1e-08 at every depth"
+        else:  # fixed: with eps(L) = 1e-8 (L/16)^-a, and with the constant 1e-8
+            a = c["branch_exponent"]
+            assert t["adam_eps_depth"] and not const["adam_eps_depth"] and const["lrs"] == t["lrs"]
+            assert t["adam_eps_used"] == pytest.approx([1e-8 * (L / par.REF_DEPTH) ** -a for L in t["depths"]],
+                                                       rel=1e-6)
+            assert const["adam_eps_used"] == pytest.approx([1e-8] * len(t["depths"]), rel=1e-6)
+            assert "/lr_transfer_const_eps/" in const["dirs"][0]
     md = (out / "parametrizations.md").read_text()
     assert md.strip() == par.format_parametrizations(result)
     assert "| parametrisation × init | regime at init | regime after training | limit error slope |" in md
     for c in result["cases"]:
         assert md.count(f"| {c['label']} |") == 2  # one row in each table
+        assert md.count(f"| {c['label']}, constant ε |") == (c["lr_transfer_const_eps"] is not None)
     assert result["figures"] == ["limit_errors.png"] + [f"lr_transfer_{n}.png" for n in names]
     for f in result["figures"]:
         assert (out / f).stat().st_size > 1000

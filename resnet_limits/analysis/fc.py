@@ -47,6 +47,7 @@ from resnet_limits.scaling import (
     nanmean_seeds,
     noise_summary,
     pooled_trend,
+    seed_holder_exponents,
     seed_losses,
     seeds_by_depth,
     split_common_and_own,
@@ -66,6 +67,8 @@ NAMES = ("A", "b")
 #: Per-seed metrics of a depth's JSON carried into the analysis.
 RECORDED = ("train_loss", "test_loss", "updates")
 MIN_DEPTHS = 3
+#: The smallest depth whose weight path gets a Hoelder exponent (lags 1, 2 <= L/16).
+MIN_HOLDER_DEPTH = 32
 #: Why an imported run has no SP Fig. 6 (``result["denoised"]["skipped"]``).
 NO_TRAINING_DATA = "imported weights: no training data"
 
@@ -108,6 +111,7 @@ class _Norms(NamedTuple):
     recorded: dict[str, np.ndarray]
     converged: np.ndarray
     diverged: np.ndarray
+    holder: dict[str, np.ndarray]
     labels: dict[str, str]
 
 
@@ -169,7 +173,8 @@ def analyze_run(
     result.update(_exponent_fields(alpha, exps))
     result.update(verdicts={n: tests[n]["verdict"] for n in NAMES}, verdict=tests["A"]["verdict"],
                   hypothesis_tests=tests, exponents={"alpha": alpha, **exps},
-                  table1=_table1_entries(norms, beta, ctx.has_delta), decomposition=decomposition)
+                  table1=_table1_entries(norms, beta, ctx.has_delta), decomposition=decomposition,
+                  roughness=_roughness(norms))
     if x is None:
         result.update(denoised={"skipped": NO_TRAINING_DATA}, denoised_over_trained_largest=None,
                       denoised_own_over_trained_largest=None)
@@ -226,6 +231,7 @@ def _read_norms(run: _Run, depths: Sequence[int]) -> tuple[_Norms, dict[str, str
         recorded={k: table(lambda c: c[k]) for k in RECORDED},
         converged=table(lambda c: c["converged"], False),
         diverged=table(lambda c: c["diverged"], False),
+        holder={n: table(lambda c: c[f"holder_{n}"]) for n in NAMES},
         labels=labels,
     )
     return norms, left_out
@@ -241,6 +247,9 @@ def _depth_columns(params: ResNetParams, metrics: Mapping[str, Any], tens: Mappi
         out[k] = np.array([np.nan if v is None else v for v in metrics.get(k, [None] * S)], np.float64)
     out["converged"] = np.asarray(metrics.get("converged", [False] * S), bool)
     out["diverged"] = diverged
+    L = np.shape(params.A)[1]
+    for n in NAMES:  # roughness of each network's weight path (1/2 Brownian, 1 smooth); needs lags 1..L/16
+        out[f"holder_{n}"] = seed_holder_exponents(tens[n]) if L >= MIN_HOLDER_DEPTH else np.full(S, np.nan)
     return out
 
 
@@ -421,6 +430,17 @@ def _table1_entries(norms: _Norms, beta: Mapping[str, float], has_delta: bool) -
     return table
 
 
+def _roughness(norms: _Norms) -> dict[str, Any]:
+    """The Hoelder exponent of every network's weight path X_k = sum_{j<k} T_j per depth (1/2:
+    Brownian, Hypothesis 2; 1: smooth, Hypothesis 1), and its seed mean at the largest depth."""
+    out: dict[str, Any] = {"about": "Hoelder exponent of k -> sum_{j<k} T_j from its variogram at lags 1, 2, 4, "
+                                    f"... <= L/16 (1/2 Brownian, 1 smooth); depths >= {MIN_HOLDER_DEPTH}"}
+    for n in NAMES:
+        h = np.where(norms.valid, norms.holder[n], np.nan)
+        out[n] = {"label": norms.labels[n], **_per_depth(h), "largest_depth": float(nanmean_seeds(h)[-1])}
+    return out
+
+
 def _decomposition(n: str, norms: _Norms, split, noise: Mapping[str, float], beta: float, td, G: int,
                    max_grid: int, I, entry) -> dict[str, Any]:
     """The trend/noise decomposition of tensor ``n`` (SP eqs. 6-8) as ``analysis.json`` reports it."""
@@ -504,6 +524,11 @@ def format_analysis(result: dict) -> str:
     ]
     lines += _exponent_lines(r)
     lines += [""] + _verdict_lines(r)
+    rough = r.get("roughness") or {}
+    if rough.get("A", {}).get("largest_depth") is not None:
+        lines.append(f"Hoelder exponent of the weight paths at L = {d[-1]}: " + ", ".join(
+            f"{rough[n]['label']} {rough[n]['largest_depth']:.2f}" for n in NAMES if rough[n]["largest_depth"] is not None)
+            + " (1/2 Brownian, 1 smooth)")
     lines += _loss_lines(r.get("denoised") or {})
     if r.get("figures"):
         lines.append("")

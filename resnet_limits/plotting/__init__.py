@@ -10,7 +10,9 @@ Each drawing function returns a :class:`matplotlib.figure.Figure` (fixed layout,
   figures of two runs in one panel (SP Figs 2, 3, 5, 9, 10: synthetic dashed, MNIST solid);
 - :mod:`~resnet_limits.plotting.conv`: SP Figs 7-8 of a convolutional run;
 - :mod:`~resnet_limits.plotting.studies`: the studies' figures (strong convergence, SP §4;
-  backpropagation, AA §5; a trained network against its limit; depth parametrisations);
+  backpropagation, AA §5; a trained network against its limit; depth parametrisations; the width
+  phase diagram);
+- :mod:`~resnet_limits.plotting.coupled`: the coupled-depths study (nested ladders);
 - :mod:`~resnet_limits.plotting.panels`: colours, run styles and the log-log panel they share.
 
 :func:`analysis_figures`, :func:`conv_figures` and :data:`TWO_RUN_FIGURES` draw and save.
@@ -37,6 +39,7 @@ from .analysis import (  # noqa: E402
     scaling_two_runs,
 )
 from .conv import conv_figures, fig7_conv_norms, fig8_conv_hypotheses  # noqa: E402
+from .coupled import coupled_distances, ladder_weight_functions  # noqa: E402
 from .panels import MNIST, ONE_RUN, SYNTHETIC, RunStyle, loglog_panel  # noqa: E402
 from .save import save  # noqa: E402
 from .studies import (  # noqa: E402
@@ -47,9 +50,11 @@ from .studies import (  # noqa: E402
     paths_vs_limit,
     strong_errors,
     strong_errors_panels,
+    width_phase_diagram,
 )
 
 __all__ = [
+    "ladder_weight_functions",
     "MNIST",
     "ONE_RUN",
     "SYNTHETIC",
@@ -58,6 +63,7 @@ __all__ = [
     "analysis_figures",
     "biases_two_runs",
     "conv_figures",
+    "coupled_distances",
     "depth_lines",
     "fig1_weights",
     "fig2_scaling",
@@ -77,4 +83,5 @@ __all__ = [
     "scaling_two_runs",
     "strong_errors",
     "strong_errors_panels",
+    "width_phase_diagram",
 ]

@@ -1,8 +1,9 @@
 """Figures of the studies (:mod:`resnet_limits.studies`), from plain arrays and the studies' dicts:
 the strong convergence of networks to their ODE / Itô SDE limits (SP §4, Thms 4.3, 4.4), the
 backpropagation Jacobians against their limits (AA §5), a trained network against its limit
-(SP §4, eq. 14), and the depth parametrisations study (regimes of SP §2.3; its limit errors and
-learning-rate transfer are no figure of the papers). Each function returns a
+(SP §4, eq. 14), the depth parametrisations study (regimes of SP §2.3; its limit errors and
+learning-rate transfer are no figure of the papers) and the width phase diagram (the regimes of SP
+§2.3 against the width; beyond the papers). Each function returns a
 :class:`matplotlib.figure.Figure`; the study saves it with :func:`resnet_limits.plotting.save`.
 """
 
@@ -13,12 +14,13 @@ from typing import Any, Mapping, Sequence
 
 import matplotlib
 import numpy as np
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from .panels import loglog_line, new_figure
 
 __all__ = ["depth_lines", "network_vs_limit", "parametrization_limit_errors", "parametrization_lr_transfer",
-           "paths_vs_limit", "strong_errors", "strong_errors_panels"]
+           "paths_vs_limit", "strong_errors", "strong_errors_panels", "width_phase_diagram"]
 
 
 _CHAR_WIDTH = 0.07  # inches per character of a 10-point title, a little more than DejaVu Sans' mean
@@ -170,17 +172,35 @@ def parametrization_limit_errors(result: Mapping[str, Any]) -> Figure:
     return depth_lines("trained network vs its limit on its own weights", r"$E\,\sup_k \|h_k - H_{k/L}\|$", lines)
 
 
+def _losses(row) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in row], float)
+
+
 def parametrization_lr_transfer(case: Mapping[str, Any]) -> Figure:
     """The parametrisations study (beyond the papers): final training loss against the base
     learning rate, one line per depth (learning-rate transfer across depth), from one case's
-    ``lr_transfer`` dict (``depths``, ``lrs``, ``final_train_loss``, ``optimal_lr``, ``lr_rule``)."""
-    t = case["lr_transfer"]
+    ``lr_transfer`` dict (``depths``, ``lrs``, ``final_train_loss``, ``optimal_lr``, ``lr_rule``).
+
+    A fixed case's ``lr_transfer`` trained with Adam's epsilon following the per-layer gradient
+    (solid) and its ``lr_transfer_const_eps`` with a constant epsilon (dashed, same colour per
+    depth, hollow markers); a case without the latter (None or absent) has the solid lines only."""
+    t, const = case["lr_transfer"], case.get("lr_transfer_const_eps")
     fig, ax = new_figure(width=6.0, height=4.4, left=0.9)
     cmap = matplotlib.colormaps["viridis"]
     for j, L in enumerate(t["depths"]):
-        loss = np.array([np.nan if v is None else v for v in t["final_train_loss"][j]], float)
-        ax.plot(t["lrs"], loss, "o-", ms=3.5, color=cmap(j / max(1, len(t["depths"]) - 1)),
-                label=f"L = {L}" + (f", best η = {t['optimal_lr'][j]:g}" if t["optimal_lr"][j] else ""))
+        color = cmap(j / max(1, len(t["depths"]) - 1))
+        if const:
+            best = [f"{o[j]:g}" if o[j] else "-" for o in (t["optimal_lr"], const["optimal_lr"])]
+            label = f"L = {L}, best η = {best[0]} (solid), {best[1]} (dashed)"
+        else:
+            label = f"L = {L}" + (f", best η = {t['optimal_lr'][j]:g}" if t["optimal_lr"][j] else "")
+        ax.plot(t["lrs"], _losses(t["final_train_loss"][j]), "o-", ms=3.5, color=color, label=label)
+        if const:
+            ax.plot(const["lrs"], _losses(const["final_train_loss"][j]), "o--", ms=3.5, mfc="none", lw=1.0,
+                    color=color, label="_nolegend_")
+    if const:  # the two styles, once
+        ax.plot([], [], "k-", label=t.get("eps_rule", "ε rule"))
+        ax.plot([], [], "k--", label=const.get("eps_rule", "constant ε"))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(f"base learning rate η (rule: {t['lr_rule']})")
@@ -188,3 +208,68 @@ def parametrization_lr_transfer(case: Mapping[str, Any]) -> Figure:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return _room_for_titles(fig, _title(ax, f"learning-rate transfer: {case['label']}"))
+
+
+#: Verdicts of SP §2.3 as the width-phase diagram draws them: (marker, colour, category of the heat map).
+_VERDICT_STYLE = {"Hypothesis 1": ("o", "#1f77b4", 1), "Hypothesis 2": ("s", "#d62728", 2)}
+_NEITHER_STYLE = ("^", "#7f7f7f", 0)
+
+
+def _verdict_style(verdict) -> tuple[str, str, float]:
+    """(marker, colour, heat-map category) of a verdict; None (no analysis): category NaN."""
+    if verdict is None:
+        return "x", "#bbbbbb", float("nan")
+    return _VERDICT_STYLE.get(verdict, _NEITHER_STYLE)
+
+
+def width_phase_diagram(result: Mapping[str, Any]) -> Figure:
+    """The width-phase study (beyond the papers; the regimes of SP §2.3): alpha, beta and nu against
+    the width d, one line per depth range (colour: its largest depth L_max; error bars: sd over
+    seeds; marker: the verdict on A, circle Hypothesis 1, square Hypothesis 2, triangle neither),
+    and a heat map of the verdict over (d, L_max) annotated with alpha / beta, from the study's
+    ``result["grid"]`` (``widths``, ``max_depths`` and (widths, ranges) tables ``alpha``,
+    ``alpha_sd``, ``beta``, ``beta_sd``, ``nu``, ``nu_sd``, ``verdict``)."""
+    g = result["grid"]
+    widths, ranges = np.asarray(g["widths"], float), list(g["max_depths"])
+    fig, axes = new_figure(4, width=18.0, height=4.4, left=0.75, wspace=0.8, top=0.75)
+    cmap = matplotlib.colormaps["viridis"]
+    table = lambda k: np.array([[np.nan if v is None else v for v in row] for row in g[k]], float)  # noqa: E731
+    for ax, (key, name) in zip(axes[:3], (("alpha", "α (δ)"), ("beta", "β (A)"), ("nu", "ν (A)"))):
+        vals, sds = table(key), table(f"{key}_sd")
+        for j, Lmax in enumerate(ranges):
+            color = cmap(j / max(1, len(ranges) - 1))
+            ax.errorbar(widths, vals[:, j], yerr=np.nan_to_num(sds[:, j]), fmt="-", color=color, lw=1.0, capsize=2,
+                        label=f"L ≤ {Lmax}")
+            for i in range(len(widths)):
+                marker, _, _ = _verdict_style(g["verdict"][i][j])
+                ax.plot(widths[i], vals[i, j], marker, ms=6, color=color, mec="k", mew=0.5)
+        ax.set_xscale("log")
+        ax.set_xticks(widths, [f"{w:g}" for w in widths])
+        ax.minorticks_off()
+        ax.set_xlabel("width d")
+        ax.set_ylabel(name)
+        ax.grid(True, alpha=0.3)
+        ax.set_title(f"{name} against the width", fontsize=10)
+    for verdict, (marker, _, _) in [*_VERDICT_STYLE.items(), ("neither", _NEITHER_STYLE)]:
+        axes[0].plot([], [], marker, color="w", mec="k", label=verdict)
+    axes[0].legend(fontsize=7)
+    ax = axes[3]
+    cat = np.array([[_verdict_style(v)[2] for v in row] for row in g["verdict"]], float).T  # (ranges, widths)
+    colors = ListedColormap([_NEITHER_STYLE[1], *(s[1] for s in _VERDICT_STYLE.values())])
+    ax.imshow(np.ma.masked_invalid(cat), cmap=colors, vmin=-0.5, vmax=2.5, origin="lower", aspect="auto", alpha=0.6)
+    alpha, beta = table("alpha"), table("beta")
+    for i in range(len(widths)):
+        for j in range(len(ranges)):
+            v = g["verdict"][i][j]
+            short = "-" if v is None else {"Hypothesis 1": "H1", "Hypothesis 2": "H2"}.get(v, "neither")
+            num = lambda x: f"{x:.2f}" if np.isfinite(x) else "-"  # noqa: E731
+            ax.text(i, j, f"{short}\nα {num(alpha[i, j])}\nβ {num(beta[i, j])}", ha="center", va="center",
+                    fontsize=7)
+    ax.set_xticks(range(len(widths)), [f"{w:g}" for w in widths])
+    ax.set_yticks(range(len(ranges)), [str(L) for L in ranges])
+    ax.set_xlabel("width d")
+    ax.set_ylabel("largest depth L_max of the range")
+    ax.set_title("verdict on A over (d, L_max)", fontsize=10)
+    q = ", quick" if result.get("quick") else ""
+    fig.suptitle(f"width phase diagram ({result.get('preset', '')}, {result.get('width_rule', '')}{q})", fontsize=10)
+    return fig

@@ -77,6 +77,7 @@ from resnet_limits.scaling.roughness import (
     cumulative_path,
     dyadic_lags,
     holder_exponent,
+    seed_holder_exponents,
     variogram,
     weights_holder_exponent,
 )
@@ -121,6 +122,7 @@ __all__ = [
     "fit_seeds",
     "frobenius",
     "holder_exponent",
+    "seed_holder_exponents",
     "hypothesis_test",
     "is_homogeneous",
     "loglog_fit",

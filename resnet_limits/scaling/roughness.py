@@ -26,8 +26,10 @@ from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["cumulative_path", "dyadic_lags", "holder_exponent", "variogram", "weights_holder_exponent"]
+__all__ = ["cumulative_path", "dyadic_lags", "holder_exponent", "seed_holder_exponents", "variogram",
+           "weights_holder_exponent"]
 
 
 def dyadic_lags(n_steps: int, max_fraction: float = 1.0 / 16) -> tuple[int, ...]:
@@ -51,9 +53,29 @@ def variogram(path: jax.Array, lags: Sequence[int]) -> jax.Array:
     return _variogram(path, tuple(int(m) for m in lags))
 
 
+def _variogram_of(xp, path, lags: tuple[int, ...], axis: int = 0):
+    """V(m) for each lag, the mean over every axis but the leading ones before ``axis`` (the array
+    library ``xp``: jax.numpy inside the jitted functions, numpy for many depths at once)."""
+    n = path.shape[axis]
+    keep = tuple(range(axis))
+    out = []
+    for m in lags:
+        inc = xp.take(path, xp.arange(m, n), axis=axis) - xp.take(path, xp.arange(0, n - m), axis=axis)
+        out.append(xp.mean(inc**2, axis=tuple(range(axis, path.ndim))) if keep else xp.mean(inc**2))
+    return xp.stack(out, axis=-1)
+
+
+def _exponent_of(xp, V, lags: tuple[int, ...]):
+    """Half the least-squares slope of log V on log m (over the last axis of ``V``)."""
+    x = xp.log(xp.asarray(lags, dtype=V.dtype))
+    y = xp.log(V)
+    xc = x - xp.mean(x)
+    return 0.5 * xp.sum(xc * (y - xp.mean(y, axis=-1, keepdims=True)), axis=-1) / xp.sum(xc * xc)
+
+
 @functools.partial(jax.jit, static_argnames="lags")
 def _variogram(path: jax.Array, lags: tuple[int, ...]) -> jax.Array:
-    return jnp.stack([jnp.mean((path[m:] - path[:-m]) ** 2) for m in lags])
+    return _variogram_of(jnp, path, lags)
 
 
 def holder_exponent(path: jax.Array, lags: Optional[Sequence[int]] = None) -> jax.Array:
@@ -66,13 +88,21 @@ def holder_exponent(path: jax.Array, lags: Optional[Sequence[int]] = None) -> ja
 
 @functools.partial(jax.jit, static_argnames="lags")
 def _holder_exponent(path: jax.Array, lags: tuple[int, ...]) -> jax.Array:
-    x = jnp.log(jnp.asarray(lags, path.dtype))
-    y = jnp.log(_variogram(path, lags))
-    xc = x - jnp.mean(x)
-    return 0.5 * jnp.sum(xc * (y - jnp.mean(y))) / jnp.sum(xc * xc)
+    return _exponent_of(jnp, _variogram_of(jnp, path, lags), lags)
 
 
 def weights_holder_exponent(T: jax.Array, lags: Optional[Sequence[int]] = None) -> jax.Array:
     """:func:`holder_exponent` of the weights' path X_k = sum_{i<k} T_i (:func:`cumulative_path`)
     of a stack ``T`` (L, ...) of one network: (L,) deltas, (L, d) biases, (L, d, d) matrices."""
     return holder_exponent(cumulative_path(T), lags)
+
+
+def seed_holder_exponents(T, lags: Optional[Sequence[int]] = None) -> np.ndarray:
+    """:func:`weights_holder_exponent` of every network of a stack ``T`` (S, L, ...) (a leading seed
+    axis), in NumPy on the host: the same estimator, with no program compiled per depth (the
+    analysis of a depth grid calls it once per depth). nan where a path is constant."""
+    T = np.asarray(T, np.float64)
+    path = np.concatenate([np.zeros_like(T[:, :1]), np.cumsum(T, axis=1)], axis=1)
+    lags = dyadic_lags(T.shape[1]) if lags is None else tuple(int(m) for m in lags)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _exponent_of(np, _variogram_of(np, path, lags, axis=1), lags)

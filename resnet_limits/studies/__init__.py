@@ -7,7 +7,9 @@ progress with tqdm.
 * ``table4``: SP Table 4, alpha and beta over learning rate x batch size;
 * ``trained_limits``: a trained network of a sweep folder against its limit;
 * ``parametrizations``: depth parametrisations beyond the papers (regimes, limit errors,
-  learning-rate transfer).
+  learning-rate transfer, with and without Adam's epsilon following the depth);
+* ``width_phase``: a width axis beyond the papers (the synthetic task at d = 10, 32, 100 with a
+  muP learning rate; alpha, beta, nu and the verdict over (d, depth range): a phase diagram).
 
 Their figures are drawn by :mod:`resnet_limits.plotting` (from plain arrays and dicts).
 

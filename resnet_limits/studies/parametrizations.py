@@ -26,12 +26,18 @@ For each case:
    at L0; the depth rule scales it) on a log grid at several depths, with every eta x seed of a
    depth one vmapped program (``sweeps.run_lr_grid``, i.e. ``train_seeds(..., lrs=...)``), no early
    stop (epsilon = 0: every run has the same 160 updates), and the measured optimal eta per depth.
+   The fixed cases train it twice: with Adam's epsilon following the per-layer gradient,
+   eps(L) = 1e-8 (L/L0)^{-a} (the trainer's default, as CompleteP, Dey et al. 2025), in
+   ``out/lr_transfer/<case>``, and with the constant eps = 1e-8 in
+   ``out/lr_transfer_const_eps/<case>`` (:class:`~resnet_limits.training.TrainConfig`).
 
 Writes ``out/parametrizations.json`` (the returned dict), ``out/parametrizations.md`` (the tables)
-and the figures ``out/limit_errors.png`` and ``out/lr_transfer_<case>.png``.
+and the figures ``out/limit_errors.png`` and ``out/lr_transfer_<case>.png`` (fixed cases: solid with
+the epsilon rule, dashed with a constant epsilon).
 
 ``quick`` (under 10 minutes on 2 CPU cores: 3 min 7 s and 3 min 57 s measured, cold, while other
-jobs shared the cores):
+jobs shared the cores; with the constant-epsilon transfer of the fixed cases, which adds about 45 s,
+9 min 18 s on cores other jobs loaded three times over):
 8 depths 4..400 (:data:`QUICK_DEPTHS`) instead of the 19 depths 4..2048 of :data:`FULL_DEPTHS`;
 the limit on 2 seeds x 4 test inputs instead of 5 x 8; learning-rate transfer at 4 depths 8..400
 with 8 rates (:data:`QUICK_LRS`) and 2 seeds instead of 5 depths 8..2048, 10 rates
@@ -187,21 +193,26 @@ def limit_errors(run: Run, hypothesis: int, *, n_seeds: int, n_inputs: int) -> d
 
 # ------------------------------------------------------------------ learning rates ---
 
-def _final_losses(run_dir: Path, depths: Sequence[int]) -> tuple[list[float], list[Optional[float]]]:
-    """Mean final training loss over seeds per depth (inf if a seed diverged) and the rate used."""
-    losses, used, run = [], [], Run.open(run_dir)
+def _final_losses(run_dir: Path, depths: Sequence[int]
+                  ) -> tuple[list[float], list[Optional[float]], list[Optional[float]]]:
+    """Mean final training loss over seeds per depth (inf if a seed diverged), the rate and
+    Adam's epsilon used (None where not recorded)."""
+    losses, used, eps, run = [], [], [], Run.open(run_dir)
     for L in depths:
         m = run.metrics(L)
         tl = [math.inf if v is None else float(v) for v in m["train_loss"]]
         losses.append(float(np.mean(tl)) if all(math.isfinite(v) for v in tl) else math.inf)
         used.append(finite_or_none(m["lr"][0]) if m.get("lr") else None)
-    return losses, used
+        eps.append(finite_or_none(m["adam_eps"][0]) if m.get("adam_eps") else None)
+    return losses, used, eps
 
 
-def lr_transfer(case: Case, out: Path, mode: Mode, *, progress: bool = True) -> dict[str, Any]:
-    """Final training loss against the base learning rate at ``mode.lr_depths`` (module docstring, 4.)."""
-    cfgs = [case_config(case, mode.lr_depths, seeds=mode.lr_seeds, max_updates=mode.max_updates, lr=lr, epsilon=0.0)
-            for lr in mode.lrs]
+def lr_transfer(case: Case, out: Path, mode: Mode, *, progress: bool = True,
+                adam_eps_depth: bool = True) -> dict[str, Any]:
+    """Final training loss against the base learning rate at ``mode.lr_depths`` (module docstring, 4.),
+    with Adam's epsilon rule (``adam_eps_depth``) or a constant epsilon."""
+    cfgs = [case_config(case, mode.lr_depths, seeds=mode.lr_seeds, max_updates=mode.max_updates, lr=lr, epsilon=0.0,
+                        adam_eps_depth=adam_eps_depth) for lr in mode.lrs]
     dirs = [out / f"lr{lr:g}" for lr in mode.lrs]
     sweeps.run_lr_grid(cfgs, dirs, progress=progress)
     cols = [_final_losses(d, mode.lr_depths) for d in dirs]
@@ -213,8 +224,10 @@ def lr_transfer(case: Case, out: Path, mode: Mode, *, progress: bool = True) -> 
     return {
         "depths": list(mode.lr_depths), "lrs": list(mode.lrs), "seeds": mode.lr_seeds,
         "updates": int(cfgs[0].max_updates),
-        "lr_rule": _lr_rule(tcfg), "final_train_loss": [[finite_or_none(v) for v in row] for row in loss],
+        "lr_rule": _lr_rule(tcfg), "eps_rule": _eps_rule(tcfg), "adam_eps_depth": tcfg.adam_eps_scaled,
+        "final_train_loss": [[finite_or_none(v) for v in row] for row in loss],
         "lr_used": [[c[1][i] for c in cols] for i in range(len(mode.lr_depths))],
+        "adam_eps_used": [cols[0][2][i] for i in range(len(mode.lr_depths))],
         "optimal_lr": opt,
         "optimal_lr_used": [None if i is None else cols[i][1][j] for j, i in enumerate(best)],
         "optimal_lr_at_grid_edge": [i is not None and i in (0, len(mode.lrs) - 1) for i in best],
@@ -227,6 +240,15 @@ def lr_transfer(case: Case, out: Path, mode: Mode, *, progress: bool = True) -> 
 def _lr_rule(tcfg) -> str:
     e = tcfg.depth_exponent()
     return "η at every depth" if tcfg.ref_depth is None or e == 0 else f"η (L/{tcfg.ref_depth:g})^{e:+g}"
+
+
+def _eps_rule(tcfg) -> str:
+    """Adam's epsilon against depth, in words (:meth:`~resnet_limits.training.TrainConfig.adam_eps_at`)."""
+    if tcfg.optimizer != "adam":
+        return "no ε (SGD)"
+    if not tcfg.adam_eps_scaled:
+        return f"ε = {tcfg.adam_eps:g} at every depth"
+    return f"ε = {tcfg.adam_eps:g} (L/{tcfg.ref_depth:g})^{-float(tcfg.branch_exponent):+g}"
 
 
 # ------------------------------------------------------------------ the study --------
@@ -252,6 +274,8 @@ def _run_case(case: Case, out: Path, mode: Mode, quick: bool, progress: bool) ->
         "sweep_dir": str(trained_dir), "init_dir": str(init_dir),
         "regime_at_init": at_init, "regime_trained": trained, "limit": limit,
         "lr_transfer": lr_transfer(case, out / "lr_transfer" / case.name, mode, progress=progress),
+        "lr_transfer_const_eps": None if not tcfg.adam_eps_scaled else
+        lr_transfer(case, out / "lr_transfer_const_eps" / case.name, mode, progress=progress, adam_eps_depth=False),
     }
 
 
@@ -316,14 +340,19 @@ def parametrizations_markdown(result: dict) -> str:
     t0 = result["cases"][0]["lr_transfer"]
     lines += ["", f"Learning-rate transfer: the base η with the lowest final training loss (mean over "
                   f"{t0['seeds']} seeds, {t0['updates']} updates, no early stop, η grid "
-                  f"{', '.join(format(v, 'g') for v in t0['lrs'])}; ≤/≥: at the grid's edge)", "",
-              "| parametrisation × init | η rule | " + " | ".join(f"L = {L}" for L in t0["depths"])
-              + " | slope of η* in L |", "|---|---|" + "---|" * (len(t0["depths"]) + 1)]
+                  f"{', '.join(format(v, 'g') for v in t0['lrs'])}; ≤/≥: at the grid's edge); the fixed "
+                  f"cases with Adam's ε following the per-layer gradient and, on a second row, with a constant ε",
+              "", "| parametrisation × init | η rule | Adam's ε | " + " | ".join(f"L = {L}" for L in t0["depths"])
+              + " | slope of η* in L |", "|---|---|---|" + "---|" * (len(t0["depths"]) + 1)]
     for c in result["cases"]:
-        t = c["lr_transfer"]
-        cells = [f"{_edge(t, j)}{_g(o, 'g')} ({_g(t['final_train_loss'][j][t['lrs'].index(o)], '.2g')})"
-                 if o else "-" for j, o in enumerate(t["optimal_lr"])]
-        lines.append(f"| {c['label']} | {t['lr_rule']} | " + " | ".join(cells) + f" | {_g(t['optimal_lr_slope'])} |")
+        rows = [(c["label"], c["lr_transfer"])]
+        if c.get("lr_transfer_const_eps"):
+            rows.append((f"{c['label']}, constant ε", c["lr_transfer_const_eps"]))
+        for label, t in rows:
+            cells = [f"{_edge(t, j)}{_g(o, 'g')} ({_g(t['final_train_loss'][j][t['lrs'].index(o)], '.2g')})"
+                     if o else "-" for j, o in enumerate(t["optimal_lr"])]
+            lines.append(f"| {label} | {t['lr_rule']} | {t.get('eps_rule', '-')} | " + " | ".join(cells)
+                         + f" | {_g(t['optimal_lr_slope'])} |")
     return "\n".join(lines)
 
 

@@ -57,7 +57,10 @@ def _pid_alive(pid: int) -> bool:
         return False
     except OSError:  # e.g. PermissionError: it exists under another user
         return True
-    return True
+    try:  # a zombie (dead, not yet reaped: an orphan where PID 1 does not reap) is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _read_owner(path: Path) -> Optional[Owner]:

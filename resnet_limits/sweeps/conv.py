@@ -86,7 +86,8 @@ def run_conv_sweep(
     ``fold_in(PRNGKey(seed), L)`` and its orbax checkpoints in ``depths/L00008.ckpt`` (a killed
     run resumes after its last epoch); its ``.npz`` and ``.json`` are then written and the
     checkpoint removed. The images are loaded, and ``config.json`` (with ``data_info``) written,
-    only if some depth needs training. Resume, checksums and claims as
+    only if some depth needs training. The deepest depths are taken first (L = 121 is the critical
+    path of processes sharing the folder). Resume, checksums and claims as
     :func:`~resnet_limits.sweeps.driver.run_depths`.
     """
     out = Path(out_dir)
@@ -106,4 +107,4 @@ def run_conv_sweep(
         shutil.rmtree(_ckpt_dir(out, L), ignore_errors=True)
 
     return run_depths(out, cfg, cfg.depths, train_one, setup=setup, on_saved=saved, wait=wait, progress=progress,
-                      log=log)
+                      log=log, order="longest-first")

@@ -10,6 +10,14 @@ has nothing left to claim **waits** for the depths that others are training (pol
 files; it takes over a depth whose process died), so that when it returns the whole grid is
 finished; with ``wait=False`` it returns at once and reports those depths in
 :attr:`SweepReport.elsewhere` (a rerun finishes or waits for them).
+
+The depths are taken in the order given, or longest first (``order="longest-first"``: the
+convolutional sweep, whose deepest network is the critical path of a depth-parallel run).
+
+In a multi-process JAX run (``resnet_limits.distributed``: ``jax.distributed`` over several
+hosts), the processes train every depth together and only process 0 touches the folder: it
+claims, checks and saves as above and tells the others which depth comes next; the others
+never claim or write anything there.
 """
 
 from __future__ import annotations
@@ -23,15 +31,19 @@ import numpy as np
 from tqdm import tqdm
 
 from resnet_limits.config import SweepConfig
+from resnet_limits.distributed import active_group
+from resnet_limits.errors import UsageError
 from resnet_limits.sweeps.claims import REFRESH_EVERY_S, STALE_AFTER_S, ClaimBook, Owner
 from resnet_limits.sweeps.folder import (
     check_folder, depth_paths, depth_problem, finished_depths, record_config, save_depth, set_aside,
 )
 
-__all__ = ["SweepReport", "TrainOne", "pending_depths", "run_depths"]
+__all__ = ["ORDERS", "SweepReport", "TrainOne", "order_depths", "pending_depths", "run_depths"]
 
 TrainOne = Callable[[int], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
 POLL_S = 1.0
+#: The orders in which a process takes the depths it trains: as given, or the deepest first.
+ORDERS = ("given", "longest-first")
 
 
 class SweepReport(NamedTuple):
@@ -47,6 +59,13 @@ class SweepReport(NamedTuple):
 
 def _stderr(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
+
+
+def order_depths(depths: Sequence[int], order: str = "given") -> list[int]:
+    """``depths`` in the order a process takes them (:data:`ORDERS`)."""
+    if order not in ORDERS:
+        raise UsageError(f"unknown order of depths {order!r}; choose from {', '.join(ORDERS)}")
+    return sorted(depths, reverse=True) if order == "longest-first" else list(depths)
 
 
 def pending_depths(out: Path, depths: Sequence[int]) -> list[int]:
@@ -110,6 +129,7 @@ def run_depths(
     wait: bool = True,
     progress: bool = False,
     log: Optional[Callable[[str], None]] = None,
+    order: str = "given",
     poll: float = POLL_S,
     refresh_every: float = REFRESH_EVERY_S,
     stale_after: float = STALE_AFTER_S,
@@ -130,12 +150,30 @@ def run_depths(
        (e.g. to remove its training checkpoints).
     4. Waits (``wait``) for depths other processes hold, polling every ``poll`` seconds.
 
-    Claims of this process are released on any exit, Ctrl-C included.
+    Depths are taken in ``order`` (:data:`ORDERS`). Claims of this process are released on any
+    exit, Ctrl-C included. In a multi-process JAX run (:func:`resnet_limits.distributed.active_group`)
+    process 0 does all of the above, without waiting for depths other jobs hold (as ``wait=False``),
+    and the other processes only train the depths it names (their report: those depths, as
+    ``trained``; nothing else).
     """
-    out = Path(out)
-    log = log or _stderr
+    group = active_group()
+    if group is not None and not group.leader:
+        return SweepReport([], group.follow(train_one, setup), [], {})
+    order_depths((), order)  # one line for an unknown order, before any work
+    run = dict(setup=setup, on_saved=on_saved, progress=progress, log=log or _stderr, order=order, poll=poll,
+               refresh_every=refresh_every, stale_after=stale_after)
+    if group is None:
+        return _run_depths(Path(out), cfg, todo, train_one, wait=wait, **run)
+    with group.lead(train_one) as announced:  # the other processes stop too if this one fails here
+        return _run_depths(Path(out), cfg, todo, announced, wait=False, **run)
+
+
+def _run_depths(out: Path, cfg: SweepConfig, todo: Sequence[int], train_one: TrainOne, *, setup, on_saved,
+                wait: bool, progress: bool, log, order: str, poll: float, refresh_every: float,
+                stale_after: float) -> SweepReport:
+    """:func:`run_depths` in one process."""
     check_folder(out, cfg)
-    pending = pending_depths(out, todo)
+    pending = order_depths(pending_depths(out, todo), order)
     if pending and setup is not None:
         cfg = setup() or cfg
     record_config(out, cfg)

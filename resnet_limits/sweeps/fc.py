@@ -26,6 +26,7 @@ from resnet_limits.config import SweepConfig
 from resnet_limits.data import Dataset, LabelledImages, mnist_dataset, mnist_images, synthetic
 from resnet_limits.errors import UsageError
 from resnet_limits.models import ResNetParams
+from resnet_limits.nested import nested_initial_params
 from resnet_limits.sweeps.driver import SweepReport, run_depths
 from resnet_limits.sweeps.folder import CONFIG, load_config
 from resnet_limits.training import TrainResult, seed_keys, train_seeds
@@ -37,8 +38,10 @@ __all__ = [
     "dataset_for",
     "depth_files",
     "keep_data_info",
+    "nested_weights",
     "params_of",
     "run_initial_weights",
+    "run_keys",
     "run_sweep",
     "run_sweep_report",
     "say_diverged",
@@ -71,6 +74,26 @@ def data_info(cfg: SweepConfig) -> Optional[dict[str, Any]]:
     return _mnist_of(cfg).info if cfg.dataset == "mnist" else None
 
 
+def run_keys(cfg: SweepConfig, depth: int) -> jax.Array:
+    """The PRNG keys of the seeds of one depth: :func:`~resnet_limits.training.seed_keys` of the
+    depth, or of a nested ladder's base depth L0 for every depth of the ladder (so the depths of a
+    ladder draw the same minibatches, and depth L0 is the ordinary sweep's)."""
+    return seed_keys(int(cfg.seed), int(cfg.base_depth) if cfg.nested else depth, int(cfg.seeds))
+
+
+def nested_weights(cfg: SweepConfig, depth: int, keys: jax.Array) -> Optional[ResNetParams]:
+    """The initial weights of depth ``depth`` of a nested ladder (:mod:`resnet_limits.nested`;
+    depth L0's are :func:`~resnet_limits.training.initial_params`'s), one per key; None for a
+    sweep that is not nested (the trainer draws its own)."""
+    if not cfg.nested:
+        return None
+    t = cfg.train_config()
+    draw = functools.partial(nested_initial_params, depth=depth, width=int(cfg.width), base_depth=int(cfg.base_depth),
+                             init=t.init, init_scale=t.init_scale, delta_mode=t.delta_mode,
+                             branch_exponent=t.delta_exponent, nesting=cfg.nesting)
+    return jax.tree.map(np.asarray, jax.vmap(lambda k: draw(jax.random.fold_in(k, 0)))(keys))
+
+
 def params_of(arrays: Mapping[str, np.ndarray]) -> ResNetParams:
     """The networks of one depth file (leading seed axis): ``A``, ``b`` and ``delta`` if present."""
     return ResNetParams(arrays["A"], arrays["b"], arrays.get("delta"))
@@ -91,6 +114,7 @@ def depth_files(depth: int, result: TrainResult) -> tuple[dict[str, np.ndarray],
         "converged": [bool(c) for c in result.converged],
         "diverged": [bool(c) for c in result.diverged],
         "lr": [float(v) for v in result.lr],
+        "adam_eps": None if result.adam_eps is None else [float(v) for v in result.adam_eps],  # null: SGD
         "loss_curve": curves,
     }
     return arrays, metrics
@@ -119,8 +143,8 @@ def run_sweep_report(
     say = log or (lambda m: tqdm.write(m))
 
     def train_one(L: int):
-        keys = seed_keys(int(cfg.seed), L, int(cfg.seeds))
-        result = train_seeds(keys, L, data["d"], tcfg, progress=progress)
+        keys = run_keys(cfg, L)
+        result = train_seeds(keys, L, data["d"], tcfg, initial=nested_weights(cfg, L, keys), progress=progress)
         if progress:
             say_diverged(result, f"L={L}", say)
         return depth_files(L, result)
@@ -162,8 +186,9 @@ def run_initial_weights(cfg: SweepConfig, out_dir, *, progress: bool = True,
     tcfg, width, n = cfg.train_config(), int(cfg.width), int(cfg.seeds)
 
     def draw(L: int):
-        keys = seed_keys(int(cfg.seed), L, n)
-        p = jax.jit(jax.vmap(lambda k: initial_params(k, L, width, tcfg)))(keys)
+        keys = run_keys(cfg, L)
+        p = nested_weights(cfg, L, keys) if cfg.nested else \
+            jax.jit(jax.vmap(lambda k: initial_params(k, L, width, tcfg)))(keys)
         arrays = {"A": np.asarray(p.A), "b": np.asarray(p.b)}
         if p.delta is not None:
             arrays["delta"] = np.asarray(p.delta)

@@ -10,14 +10,15 @@ With several devices the seed axis is sharded across them (``jax.sharding``); re
 the same as on one device because every seed's randomness comes from its own key.
 
 Depth parametrisations (:class:`TrainConfig`): delta learned (SP) or fixed to L^{-a}
-and never updated, with the learning rate scaled with depth from a reference depth.
+and never updated, with the learning rate (and Adam's epsilon) scaled with depth from a
+reference depth; the learning rate may also be scaled with the width (muP-style).
 
 Two engines compute the same numbers (to float32 round-off):
 
 - ``bucket`` (the default): the weights are stacked in a capacity C >= L (:func:`depth_capacity`:
   64, 256, 1024, then powers of two) and the layer loop runs exactly L layers with a dynamic trip
   count (:func:`~resnet_limits.models.forward_to_depth`, backward pass by AA eq. 5.3). The depth,
-  the data, the learning rates, epsilon and T_max are arguments of programs cached per graph
+  the data, the learning rates, epsilon, Adam's epsilon and T_max are arguments of programs cached per graph
   (activation, delta mode, optimiser, batch size, trained or fixed delta, smooth initialisation
   or not), so a whole depth grid compiles one program
   per capacity, and several learning rates train in one vmapped program (``lrs``).
@@ -40,6 +41,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from resnet_limits.data import Dataset
+from resnet_limits.scaling.denoised import pad_depth
 from resnet_limits.errors import UsageError
 from resnet_limits.models import (
     DELTA_MODES,
@@ -103,6 +105,26 @@ class TrainConfig:
     (CompleteP). ``learned-delta`` has no rule (e = 0 unless ``lr_depth_exponent`` is given).
     Without ``ref_depth`` the learning rate is ``lr`` at every depth. :class:`TrainResult.lr`
     holds the rates used (a sweep records them per depth).
+
+    Adam's epsilon against depth. Adam divides by sqrt(v) + eps, and under the fixed
+    parametrisation sqrt(v) ~ |dloss/dA_k| = O(L^{-a}) (the factor delta_k above): a constant eps
+    ends up dominating the denominator at large depth and Adam turns into SGD with a step eta/eps.
+    So with ``ref_depth`` and ``adam_eps_depth`` (the default) the fixed parametrisation trains
+    with eps(L) = ``adam_eps`` (L / L0)^{-a} (:meth:`adam_eps_at`; CompleteP, Dey et al. 2025,
+    found this needed), else with ``adam_eps`` at every depth. :class:`TrainResult.adam_eps`
+    holds the epsilons used.
+
+    Learning rate against width (``ref_width`` d0; the muP rule of the hidden weights, Yang et al.
+    2022, Tensor Programs V, Table 3). Every A_k is a d x d hidden weight and the data have unit
+    norm (SP §3.1), so |h_k| = O(1) and the residual's pull-back u_k = O(1) in d:
+
+    - Adam moves every entry of A_k by about eta, dA_k ~ eta sign(u_k) sign(h_k)^T, so
+      |dA_k h_k| ~ eta sqrt(d) |h_k|_1 ~ eta d: eta(d) = ``lr`` d0 / d keeps it O(1);
+    - SGD moves A_k by eta delta_k u_k h_k^T, so dA_k h_k = eta delta_k u_k |h_k|^2 is O(eta) whatever
+      d: no factor (eta(d) = ``lr``; muP's SGD rate of hidden weights is constant in the width too).
+
+    The width factor multiplies the depth rule's: eta(L, d) = ``lr`` (L / L0)^e (d0 / d)
+    (:meth:`lr_at`).
     """
 
     activation: str = "tanh"
@@ -119,6 +141,9 @@ class TrainConfig:
     branch_exponent: Optional[float] = None
     ref_depth: Optional[float] = None
     lr_depth_exponent: Optional[float] = None
+    adam_eps: float = 1e-8
+    adam_eps_depth: bool = True
+    ref_width: Optional[int] = None
 
     @property
     def fixed_delta(self) -> bool:
@@ -140,15 +165,39 @@ class TrainConfig:
         a = float(self.branch_exponent)
         return a - 1.0 if self.optimizer == "adam" else 2.0 * a - 1.0
 
-    def lr_factor(self, depth: int) -> float:
-        """(L / L0)^e, or 1 without ``ref_depth``."""
-        if self.ref_depth is None:
+    def width_factor(self, width: Optional[int] = None) -> float:
+        """The width rule's factor of the learning rate (class docstring): d0 / d for Adam, 1 for SGD,
+        1 without ``ref_width``. ``width`` d is needed when ``ref_width`` is given."""
+        if self.ref_width is None or self.optimizer != "adam":
             return 1.0
-        return (depth / float(self.ref_depth)) ** self.depth_exponent()
+        if width is None:
+            raise ValueError("the width rule eta d0/d (ref_width) needs the width d of the network")
+        return float(self.ref_width) / float(width)
 
-    def lr_at(self, depth: int) -> float:
-        """The learning rate a run of depth ``depth`` trains with: lr (L / L0)^e."""
-        return self.lr * self.lr_factor(depth)
+    def lr_factor(self, depth: int, width: Optional[int] = None) -> float:
+        """(L / L0)^e (1 without ``ref_depth``) times :meth:`width_factor` (1 without ``ref_width``)."""
+        factor = 1.0 if self.ref_depth is None else (depth / float(self.ref_depth)) ** self.depth_exponent()
+        return factor * self.width_factor(width)
+
+    def lr_at(self, depth: int, width: Optional[int] = None) -> float:
+        """The learning rate a run of depth ``depth`` (and width ``width``) trains with:
+        lr (L / L0)^e (d0 / d)."""
+        return self.lr * self.lr_factor(depth, width)
+
+    @property
+    def adam_eps_scaled(self) -> bool:
+        """Adam's epsilon follows the per-layer gradient, eps (L / L0)^{-a} (class docstring)."""
+        return self.fixed_delta and self.ref_depth is not None and self.adam_eps_depth
+
+    def adam_eps_at(self, depth: int) -> Optional[float]:
+        """The epsilon of Adam's denominator at depth ``depth``: ``adam_eps`` (L / L0)^{-a} under the
+        fixed parametrisation with ``ref_depth`` and ``adam_eps_depth``, else ``adam_eps``; None
+        for SGD (it has none)."""
+        if self.optimizer != "adam":
+            return None
+        if not self.adam_eps_scaled:
+            return float(self.adam_eps)
+        return float(self.adam_eps) * (depth / float(self.ref_depth)) ** -float(self.branch_exponent)
 
     def validate(self, n_train: Optional[int] = None) -> None:
         """Raise :class:`UsageError` with one clear line for any bad value."""
@@ -200,6 +249,11 @@ class TrainConfig:
         if self.ref_depth is not None and e is None and not self.fixed_delta:
             raise UsageError("learned-delta has no learning-rate depth rule: give a learning-rate depth "
                              "exponent with the reference depth")
+        if not (isinstance(self.adam_eps, (int, float)) and math.isfinite(self.adam_eps) and self.adam_eps > 0):
+            raise UsageError(f"Adam's epsilon must be a positive number, got {self.adam_eps}")
+        w = self.ref_width
+        if w is not None and not (isinstance(w, int) and not isinstance(w, bool) and w >= 1):
+            raise UsageError(f"reference width must be an integer >= 1, got {w}")
 
 
 class TrainResult(NamedTuple):
@@ -213,6 +267,7 @@ class TrainResult(NamedTuple):
     train_loss: np.ndarray  # (S,) final loss on the whole training set
     test_loss: np.ndarray  # (S,) final loss on the test set
     lr: np.ndarray  # (S,) the learning rate each run trained with (TrainConfig.lr_at, or lrs scaled alike)
+    adam_eps: Optional[np.ndarray] = None  # (S,) Adam's epsilon of each run (TrainConfig.adam_eps_at); None: SGD
 
 
 class _State(NamedTuple):
@@ -224,15 +279,17 @@ class _State(NamedTuple):
     updates: jax.Array  # int32
 
 
-def make_optimizer(name: str, lr, *, fixed_delta: bool = False) -> optax.GradientTransformation:
+def make_optimizer(name: str, lr, *, fixed_delta: bool = False, eps=1e-8) -> optax.GradientTransformation:
     """Constant-step optax optimiser: ``adam`` (the authors' code default) or ``sgd`` (SP §3.1).
 
-    ``lr`` may be a traced scalar (one learning rate per vmapped run). ``fixed_delta``: the
-    ``delta`` leaf of :class:`~resnet_limits.models.ResNetParams` gets no update
-    (``optax.multi_transform`` with ``optax.set_to_zero``; the fixed parametrisation).
+    ``lr`` may be a traced scalar (one learning rate per vmapped run). ``eps``: Adam's epsilon
+    (:meth:`TrainConfig.adam_eps_at`; optax's default 1e-8; may be traced; SGD ignores it; not
+    the early stop's ``epsilon``). ``fixed_delta``: the ``delta`` leaf of
+    :class:`~resnet_limits.models.ResNetParams` gets no update (``optax.multi_transform`` with
+    ``optax.set_to_zero``; the fixed parametrisation).
     """
     if name == "adam":
-        opt = optax.adam(lr)
+        opt = optax.adam(lr, eps=eps)
     elif name == "sgd":
         opt = optax.sgd(lr)
     else:
@@ -323,6 +380,17 @@ def _eval(params: ResNetParams, data: Dataset, cfg: TrainConfig):
     return _loss(params, data.x_train, data.y_train, cfg), _loss(params, data.x_test, data.y_test, cfg)
 
 
+def _host(a) -> np.ndarray:
+    """A (seed-sharded) result as one numpy array; with several JAX processes
+    (``jax.distributed``) the shards of the other processes are gathered (every process calls this
+    in the same order)."""
+    if not isinstance(a, jax.Array) or a.is_fully_addressable or a.is_fully_replicated:
+        return np.asarray(a)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+
 def _seed_sharding(n_seeds: int):
     """A NamedSharding of the seed axis over all devices, or None on one device."""
     devices = jax.devices()
@@ -341,10 +409,17 @@ class _Engine(NamedTuple):
     trim: Callable  # params as trained -> params of depth L
 
 
+def _optimizer_eps(cfg: TrainConfig, depth: int) -> float:
+    """Adam's epsilon at ``depth`` (:meth:`TrainConfig.adam_eps_at`; SGD: ``adam_eps``, unused)."""
+    eps = cfg.adam_eps_at(depth)
+    return float(cfg.adam_eps) if eps is None else eps
+
+
 def _static_engine(depth: int, data: Dataset, cfg: TrainConfig) -> _Engine:
-    """The original trainer: depth, data and learning rate are constants; one compile per call."""
-    opt = make_optimizer(cfg.optimizer, cfg.lr_at(depth), fixed_delta=cfg.fixed_delta)
+    """The original trainer: depth, data, learning rate and Adam's epsilon are constants; one compile per call."""
     width = data.x_train.shape[1]
+    opt = make_optimizer(cfg.optimizer, cfg.lr_at(depth, width), fixed_delta=cfg.fixed_delta,
+                         eps=_optimizer_eps(cfg, depth))
     init = jax.jit(jax.vmap(lambda k: _init_state(k, depth, width, cfg, opt)))
     epoch_fn = jax.jit(
         jax.vmap(lambda st, k, e: _epoch(st, k, e, data, cfg, opt), in_axes=(0, 0, None)),
@@ -409,16 +484,18 @@ def _init_padded(key, depth, s_A, s_b, delta0, *, capacity: int, width: int, gra
 def _bucket_programs(graph: _Graph) -> _Programs:
     """The jitted programs of one graph, cached for the process; jit caches one per capacity/shape.
 
-    Depth, data, learning rates (one per run), T_max and epsilon are arguments. The epoch's
-    shuffle is a program of its own, shared by all capacities.
+    Depth, data, learning rates (one per run), T_max, the early stop's epsilon and Adam's
+    epsilon (one per call: it depends on the depth only, :meth:`TrainConfig.adam_eps_at`) are
+    arguments, so one program serves every depth of a capacity with or without the epsilon rule.
+    The epoch's shuffle is a program of its own, shared by all capacities.
     """
 
     def loss(params, x, y, depth):
         pred = forward_to_depth(params, x, depth, activation=graph.activation, delta_mode=graph.delta_mode)
         return mse(pred, y)
 
-    def epoch(state, batches, x, y, depth, lr, max_updates, epsilon):
-        opt = make_optimizer(graph.optimizer, lr, fixed_delta=graph.fixed_delta)
+    def epoch(state, batches, x, y, depth, lr, max_updates, epsilon, adam_eps):
+        opt = make_optimizer(graph.optimizer, lr, fixed_delta=graph.fixed_delta, eps=adam_eps)
         loss_fn = lambda p, xb, yb: loss(p, xb, yb, depth)  # noqa: E731
         return _epoch_steps(state, batches, x, y, loss_fn, opt, max_updates, epsilon)
 
@@ -435,14 +512,16 @@ def _bucket_programs(graph: _Graph) -> _Programs:
     return _Programs(
         jax.jit(init, static_argnames=("capacity", "width"), compiler_options=_LIGHT),
         jax.jit(shuffle, static_argnames=("n",), compiler_options=_LIGHT),
-        jax.jit(jax.vmap(epoch, in_axes=(0, 0, None, None, None, 0, None, None)), donate_argnums=0,
+        jax.jit(jax.vmap(epoch, in_axes=(0, 0, None, None, None, 0, None, None, None)), donate_argnums=0,
                 compiler_options=_LIGHT),
         jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, None, None, None)), compiler_options=_LIGHT),
     )
 
 
-def _bucket_engine(depth: int, data: Dataset, cfg: TrainConfig, lrs: jax.Array, sharding) -> _Engine:
-    """Programs shared by every depth up to :func:`depth_capacity` (and every lr, eps, T_max)."""
+def _bucket_engine(depth: int, data: Dataset, cfg: TrainConfig, lrs: jax.Array, sharding,
+                   initial: Optional[ResNetParams] = None) -> _Engine:
+    """Programs shared by every depth up to :func:`depth_capacity` (and every lr, epsilon, Adam
+    epsilon, T_max)."""
     progs = _bucket_programs(_Graph(cfg.activation, cfg.delta_mode, cfg.optimizer, cfg.batch_size,
                                     cfg.fixed_delta, cfg.init == "smooth"))
     capacity, width = depth_capacity(depth), data.x_train.shape[1]
@@ -453,11 +532,16 @@ def _bucket_engine(depth: int, data: Dataset, cfg: TrainConfig, lrs: jax.Array, 
     x_train, y_train, x_test, y_test = arrays
     L = jnp.int32(depth)
     max_updates, epsilon = jnp.int32(cfg.max_updates), jnp.float32(cfg.epsilon)
+    adam_eps = jnp.float32(_optimizer_eps(cfg, depth))  # traced: eps(L) needs no program of its own
     s_A, s_b = init_scales(depth, width, cfg.init, cfg.init_scale)
     a = cfg.delta_exponent
     delta0 = 1.0 / depth if a is None else float(depth) ** -a
 
     def init(keys):
+        if initial is not None:  # given weights (a nested ladder), stacked in the capacity on the host
+            opt = make_optimizer(cfg.optimizer, 1.0, fixed_delta=cfg.fixed_delta)
+            state = jax.jit(jax.vmap(lambda p: _fresh_state(p, opt)))(pad_depth(initial, capacity))
+            return state if sharding is None else jax.device_put(state, sharding)
         if jax.config.jax_threefry_partitionable:
             return progs.init(keys, L, np.float32(s_A), np.float32(s_b), np.float32(delta0),
                               capacity=capacity, width=width)
@@ -473,27 +557,28 @@ def _bucket_engine(depth: int, data: Dataset, cfg: TrainConfig, lrs: jax.Array, 
     return _Engine(
         init,
         lambda st, keys, e: progs.epoch(st, progs.shuffle(keys, e, n=x_train.shape[0]), x_train, y_train,
-                                        L, lrs, max_updates, epsilon),
+                                        L, lrs, max_updates, epsilon, adam_eps),
         lambda p: progs.evaluate(p, L, x_train, y_train, x_test, y_test),
         trim,
     )
 
 
-def _learning_rates(lrs, n_seeds: int, cfg: TrainConfig, depth: int) -> np.ndarray:
-    """(S,) float32 learning rates at ``depth``: ``lrs`` checked and scaled by
+def _learning_rates(lrs, n_seeds: int, cfg: TrainConfig, depth: int, width: Optional[int] = None) -> np.ndarray:
+    """(S,) float32 learning rates at ``depth`` (and ``width``): ``lrs`` checked and scaled by
     :meth:`TrainConfig.lr_factor`, or :meth:`TrainConfig.lr_at` for every run."""
     if lrs is None:
-        return np.full((n_seeds,), cfg.lr_at(depth), np.float32)
+        return np.full((n_seeds,), cfg.lr_at(depth, width), np.float32)
     lrs = np.asarray(lrs, np.float64)
     if lrs.shape != (n_seeds,):
         raise UsageError(f"lrs must hold one learning rate per key ({n_seeds}), got shape {lrs.shape}")
     if not np.all(np.isfinite(lrs) & (lrs > 0)):
         raise UsageError(f"learning rates must be positive, got {lrs.tolist()}")
-    factor = cfg.lr_factor(depth)
+    factor = cfg.lr_factor(depth, width)
     return (lrs if factor == 1.0 else lrs * factor).astype(np.float32)
 
 
-def _start(keys: jax.Array, depth: int, data: Dataset, cfg: TrainConfig, lrs, engine: str) -> tuple[_Engine, jax.Array]:
+def _start(keys: jax.Array, depth: int, data: Dataset, cfg: TrainConfig, lrs, engine: str,
+           initial: Optional[ResNetParams] = None) -> tuple[_Engine, jax.Array]:
     """Check the inputs, pad the seed axis to a multiple of the devices and shard it; the engine.
 
     Returns the engine and the padded keys (padded runs repeat the last key and learning rate;
@@ -506,16 +591,25 @@ def _start(keys: jax.Array, depth: int, data: Dataset, cfg: TrainConfig, lrs, en
         raise UsageError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if lrs is not None and engine == "static":
         raise UsageError("per-run learning rates (lrs) need the bucket engine")
-    lr = _learning_rates(lrs, keys.shape[0], cfg, depth)
+    if initial is not None:
+        if engine == "static":
+            raise UsageError("given initial weights (initial) need the bucket engine")
+        if np.shape(initial.A)[:2] != (keys.shape[0], depth):
+            raise UsageError(f"initial weights of shape {np.shape(initial.A)} do not fit {keys.shape[0]} runs of "
+                             f"depth {depth}")
+    lr = _learning_rates(lrs, keys.shape[0], cfg, depth, data.x_train.shape[1])
     sharding = _seed_sharding(keys.shape[0])
     pad = (-keys.shape[0]) % jax.device_count() if sharding is not None else 0
     if pad:
         keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)])
         lr = np.concatenate([lr, np.repeat(lr[-1:], pad)])
+        if initial is not None:
+            initial = jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]), initial)
     if sharding is not None:
         keys = jax.device_put(keys, sharding)
-    run = _static_engine(depth, data, cfg) if engine == "static" else _bucket_engine(depth, data, cfg, lr, sharding)
-    return run, keys
+    if engine == "static":
+        return _static_engine(depth, data, cfg), keys
+    return _bucket_engine(depth, data, cfg, lr, sharding, initial), keys
 
 
 def train_seeds(
@@ -525,6 +619,7 @@ def train_seeds(
     cfg: TrainConfig,
     *,
     lrs=None,
+    initial: Optional[ResNetParams] = None,
     progress: bool = False,
     desc: Optional[str] = None,
     engine: str = "bucket",
@@ -534,14 +629,19 @@ def train_seeds(
     ``keys``: (S,) PRNG keys (see :func:`seed_keys`). ``lrs``: optional (S,) learning rates,
     one per key, overriding ``cfg.lr`` (e.g. 3 learning rates x 5 seeds as 15 runs of one
     program: repeat the keys and the rates); they are scaled with depth as ``cfg.lr`` is
-    (:meth:`TrainConfig.lr_at`), and ``TrainResult.lr`` holds the rates used. The loop over epochs is in Python (progress
+    (:meth:`TrainConfig.lr_at`), and ``TrainResult.lr`` holds the rates used (``TrainResult.adam_eps``
+    Adam's epsilons, :meth:`TrainConfig.adam_eps_at`). The loop over epochs is in Python (progress
     bar, early exit once every run stopped); each epoch is one jitted call. ``engine``:
     ``"bucket"`` (programs shared across depths) or ``"static"`` (one program per depth, the
-    reference; no ``lrs``); both give the same numbers to float32 round-off.
+    reference; no ``lrs``); both give the same numbers to float32 round-off. ``initial``: the
+    weights to start from (leading seed axis, depth ``depth``; e.g. the nested weights of a ladder,
+    :mod:`resnet_limits.nested`) instead of :func:`initial_params` of each key (bucket engine);
+    the keys still draw the minibatches.
     """
     n_seeds = keys.shape[0]
-    run, keys = _start(keys, depth, data, cfg, lrs, engine)
-    lr = _learning_rates(lrs, n_seeds, cfg, depth)  # checked by _start
+    run, keys = _start(keys, depth, data, cfg, lrs, engine, initial)
+    lr = _learning_rates(lrs, n_seeds, cfg, depth, data.x_train.shape[1])  # checked by _start
+    eps = cfg.adam_eps_at(depth)
     n_batches = data.x_train.shape[0] // cfg.batch_size
     total = min(cfg.max_updates, cfg.epochs * n_batches)
     state = run.init(keys)
@@ -550,7 +650,7 @@ def train_seeds(
     bar = tqdm(total=total, desc=desc or f"L={depth}", unit="upd", disable=not progress, leave=False)
     for epoch in range(cfg.epochs):
         state, losses = run.epoch(state, keys, jnp.int32(epoch))
-        curves.append(np.asarray(losses))
+        curves.append(_host(losses))
         bar.update(min(n_batches, total - bar.n))
         if not bool(jnp.any(state.active)):
             break
@@ -558,9 +658,9 @@ def train_seeds(
 
     train_loss, test_loss = run.evaluate(state.params)
     curve = np.concatenate(curves, axis=1)[:, :total] if curves else np.zeros((n_seeds, 0))
-    take = lambda a: np.asarray(a)[:n_seeds]  # noqa: E731
+    take = lambda a: _host(a)[:n_seeds]  # noqa: E731
     return TrainResult(
-        params=jax.tree.map(take, run.trim(state.params)),
+        params=jax.tree.map(take, run.trim(jax.tree.map(_host, state.params))),
         loss_curve=curve[:n_seeds],
         updates=take(state.updates),
         converged=take(state.converged),
@@ -568,4 +668,5 @@ def train_seeds(
         train_loss=take(train_loss),
         test_loss=take(test_loss),
         lr=lr,
+        adam_eps=None if eps is None else np.full((n_seeds,), eps, np.float32),
     )

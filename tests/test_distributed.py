@@ -1,0 +1,188 @@
+"""JAX's distributed runtime (``sweep --distributed``, ``resnet_limits.distributed``), on one
+machine: two CPU processes on 127.0.0.1 (gloo collectives) train one sweep together.
+
+* a fully-connected sweep sharded over both processes' devices gives one process's weights;
+* only process 0 writes the folder, the other says which depths it took part in;
+* when one process dies the other ends within the heartbeat timeout with one line (no
+  traceback, no native log), and so does the one killed;
+* the conv sweep (each minibatch split over both processes, orbax checkpoints written by both)
+  gives the one-process network (slow);
+* ``benchmarks/check_device.py`` passes on the CPU.
+
+Only loopback addresses; every wait is bounded and every subprocess is killed if a test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from resnet_limits import distributed
+from resnet_limits.cli import main
+from resnet_limits.sweeps import finished_depths
+
+FC = ["tanh-synthetic", "--seeds", "3", "--epochs", "1", "--max-updates", "4", "--devices", "1"]
+
+
+class _Group:
+    """N ``resnet-limits sweep --distributed`` processes on a free loopback port; their stderr is
+    read as it comes (``err[i]``); all are killed when the test ends."""
+
+    def __init__(self, argv, n: int = 2, heartbeat: int = 10):
+        port = distributed.free_port()
+        common = [sys.executable, "-m", "resnet_limits.cli", "sweep", *argv, "--distributed", "--coordinator",
+                  f"127.0.0.1:{port}", "--num-processes", str(n), "--heartbeat-timeout", str(heartbeat)]
+        self.procs = [subprocess.Popen(common + ["--process-id", str(i)], stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True) for i in range(n)]
+        self.err: list[list[str]] = [[] for _ in range(n)]
+        self._threads = [threading.Thread(target=self._read, args=(i,), daemon=True) for i in range(n)]
+        for t in self._threads:
+            t.start()
+
+    def _read(self, i):
+        for line in self.procs[i].stderr:
+            self.err[i].append(line.rstrip("\n"))
+
+    def wait(self, timeout: float = 240):
+        outs = []
+        for p in self.procs:
+            outs.append(p.stdout.read())
+            p.wait(timeout=timeout)
+        for t in self._threads:
+            t.join(timeout=10)
+        return outs
+
+    def kill(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+@pytest.fixture
+def group():
+    made: list[_Group] = []
+    yield lambda *a, **k: made.append(_Group(*a, **k)) or made[-1]
+    for g in made:
+        g.kill()
+
+
+def _joined_pid(lines) -> int:
+    """The pid in a process's ``... (host:pid) joined the distributed run`` line."""
+    return int(next(m for ln in lines if (m := re.search(r":(\d+)\) joined", ln)))[1])
+
+
+def _clean(lines) -> bool:
+    """No traceback and no native log (absl, gloo) among a process's stderr lines."""
+    return not any("Traceback" in ln or distributed._NATIVE.match(ln) for ln in lines)
+
+
+def _weights(run, depths):
+    return {L: dict(np.load(run / "depths" / f"L{L:05d}.npz")) for L in depths}
+
+
+def test_two_processes_train_a_sweep_as_one(tmp_path, group, capsys):
+    one, two = tmp_path / "one", tmp_path / "two"
+    g = group([*FC, "--out", str(two), "--depths", "3", "5"])
+    assert main(["sweep", *FC, "--out", str(one), "--depths", "3", "5", "--no-progress"]) == 0
+    outs = g.wait()
+    assert [p.returncode for p in g.procs] == [0, 0], g.err
+    assert "2 depths finished" in outs[0] and "this process trained 2: 3 5" in outs[0]
+    assert outs[1].strip() == f"process 1 of 2 took part in 2 depths: 3 5 (process 0 wrote them to {two})"
+    assert any("process 1 of 2" in ln and "joined the distributed run: 2 cpu devices in all" in ln for ln in g.err[1])
+    assert _clean(g.err[0]) and _clean(g.err[1]), g.err
+    ref, got = _weights(one, (3, 5)), _weights(two, (3, 5))
+    for L in (3, 5):
+        assert ref[L].keys() == got[L].keys()
+        for k in ref[L]:
+            np.testing.assert_allclose(got[L][k], ref[L][k], rtol=1e-6, atol=1e-7)
+    meta = json.loads((two / "depths" / "L00003.json").read_text())
+    assert meta["pid"] == _joined_pid(g.err[0])  # written by process 0
+    assert not list(two.rglob("*.claim")) and not (two / "error.log").exists()
+
+
+@pytest.mark.parametrize("victim", [1, pytest.param(0, marks=pytest.mark.slow)])
+def test_when_one_process_dies_the_other_ends_with_one_line(tmp_path, group, victim):
+    """SIGKILL one process (1: the other stops hearing its heartbeats; 0: the coordinator goes)
+    while depth 2000 trains: the other is ended by JAX's distributed service within the heartbeat
+    timeout (5 s) and says so in one line, exit code 3."""
+    out = tmp_path / "run"
+    g = group(["tanh-synthetic", "--out", str(out), "--depths", "2000", "--seeds", "2", "--epochs", "5",
+               "--max-updates", "160", "--devices", "1"], heartbeat=5)
+    deadline = time.time() + 240
+    while not (out / "depths" / "L02000.claim").exists() or not any("joined" in ln for ln in g.err[victim]):
+        assert all(p.poll() is None for p in g.procs) and time.time() < deadline, g.err
+        time.sleep(0.05)
+    pid = _joined_pid(g.err[victim])
+    os.kill(pid, signal.SIGKILL)
+    killed = time.time()
+    g.wait(timeout=120)
+    assert time.time() - killed < 60
+    other = 1 - victim
+    assert [p.returncode for p in g.procs] == [distributed.EXIT_FAILED] * 2, g.err
+    last = g.err[other][-1]
+    assert last.startswith(f"resnet-limits: error: process {other} was stopped by JAX's distributed service: ")
+    assert "another process of the run died or cannot be reached" in last and "JAX's log in" in last
+    assert g.err[victim][-1].startswith(f"resnet-limits: error: process {victim} was killed by SIGKILL")
+    for lines in g.err:
+        assert _clean(lines), lines
+        assert sum("error" in ln for ln in lines) == 1, lines
+    log = re.search(r"JAX's log in (\S+)\)$", last)[1]
+    assert "distributed service" in open(log).read()
+    os.unlink(log)
+    os.unlink(re.search(r"its log in (\S+)\)$", g.err[victim][-1])[1])
+    assert finished_depths(out) == []
+
+
+def test_distributed_without_a_cluster_is_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "PMI_", "JAX_COORD"))}
+    proc = subprocess.run([sys.executable, "-m", "resnet_limits.cli", "sweep", *FC, "--out", str(tmp_path / "run"),
+                           "--depths", "3", "--distributed"], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("resnet-limits: error: --distributed found no cluster to join (Slurm or Open "
+                                   "MPI); give --coordinator HOST:PORT --num-processes N --process-id I")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_train_a_conv_sweep_with_one_data_mesh(tmp_path, group):
+    """conv-cifar10 on 64 mock images, width 4, 1 epoch: each minibatch split over both
+    processes' devices (data_parallel = 2, set by --distributed), orbax checkpoints written by
+    both; the networks equal one process's to float rounding."""
+    conv = ["conv-cifar10", "--depths", "8", "11", "--mock-data", "64", "--width", "4", "--epochs", "1",
+            "--batch-size", "16", "--eval-batch-size", "16"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    g = group([*conv, "--out", str(two)])
+    assert main(["sweep", *conv, "--out", str(one), "--no-progress"]) == 0
+    outs = g.wait(timeout=400)
+    assert [p.returncode for p in g.procs] == [0, 0], g.err
+    assert "this process trained 2: 11 8" in outs[0]  # deepest first
+    assert json.loads((two / "config.json").read_text())["data_parallel"] == 2
+    ref, got = _weights(one, (8, 11)), _weights(two, (8, 11))
+    for L in (8, 11):
+        for k in ref[L]:
+            np.testing.assert_allclose(got[L][k], ref[L][k], rtol=1e-4, atol=1e-5)
+    assert not list(two.rglob("*.ckpt"))
+
+
+def test_check_device_passes_on_the_cpu(tmp_path):
+    """``benchmarks/check_device.py``: the fc sweep, the conv epoch and the float64 SDE solve on
+    the default device (here the CPU) agree with a CPU subprocess; each is timed."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "check_device.py"
+    proc = subprocess.run([sys.executable, str(script), "--json", str(tmp_path / "check.json")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "all checks agree with the CPU (cpu, cpu)" in proc.stdout
+    rows = json.loads((tmp_path / "check.json").read_text())["rows"]
+    assert [r["check"] for r in rows] == ["fc sweep", "conv epoch", "sde float64"]
+    assert all(r["agrees"] and r["max_abs_difference"] == 0.0 and r["seconds"] > 0 for r in rows)
