@@ -43,7 +43,7 @@ def _count_reads(argv: list[str]) -> dict[str, int]:
 
     def counting_read(self):
         if self.suffix == ".npz":
-            counts[self.name] += 1
+            pass  # read_bytes opens the file through io.open, counted there
         return real_read(self)
 
     io.open = counting_open

@@ -282,22 +282,26 @@ def test_brownian_network_trend_scaled_by_L_to_the_minus_beta():
     np.testing.assert_allclose(default.A[3], dWA[24:32].sum(0) + Abar(3 / L) / L, atol=1e-15)
 
 
-@partial(jax.jit, static_argnums=(1, 5))
 def _regime2_linear_sup_sq(keys, depths, alpha, Abar, x, n_fine, noise=1.0):
     """sup_k |h_k - expm(t_k Abar) x|^2 (keys, depths) of the linear networks
     h_{k+1} = h_k + L^{-alpha} (A_k h_k + b_k), A_k = L^{-beta} Abar + noise dW^A_k, b_k = noise dW^b_k
-    (AA Thm 2 with a constant trend and bbar = 0). alpha and noise are traced: one compiled program
-    for both alphas, with and without the noise."""
-    Hs = {L: jax.vmap(lambda t: expm(t * Abar) @ x)(uniform_grid(L)) for L in depths}
+    (AA Thm 2 with a constant trend and bbar = 0)."""
+    Hs = tuple(jax.vmap(lambda t: expm(t * Abar) @ x)(uniform_grid(L)) for L in depths)
+    return _networks_vs_closed_form(keys, depths, alpha, Abar, x, n_fine, noise, Hs)
+
+
+@partial(jax.jit, static_argnums=(1, 5))
+def _networks_vs_closed_form(keys, depths, alpha, Abar, x, n_fine, noise, Hs):
+    """alpha and noise are traced: one compiled program for both alphas, with and without the noise."""
 
     def one(key):
         dWA, dWb = brownian_increments(key, n_fine, x.shape[0])
         out = []
-        for L in depths:
+        for L, H in zip(depths, Hs):
             net = brownian_network(noise * dWA, noise * dWb, L, Abar=ConstantPath(Abar), beta=1.0 - alpha)
             h = forward(ResNetParams(net.A, net.b, jnp.asarray(float(L) ** -alpha)), x, activation="identity",
                         delta_mode="shared", return_hidden=True)
-            out.append(sup_sq_error(h, Hs[L]))
+            out.append(sup_sq_error(h, H))
         return jnp.stack(out)
 
     return jax.vmap(one)(keys)

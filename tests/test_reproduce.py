@@ -17,6 +17,7 @@ from resnet_limits import reproduce as rp
 from resnet_limits.cli import main
 from resnet_limits.errors import UsageError
 from resnet_limits.limits import linear_case_name, linear_ode_expected_slope
+from resnet_limits.reproduce.report import environment, report_markdown
 from resnet_limits.studies.convergence import CASES
 from resnet_limits.studies.table4 import PAPER_TABLE4
 from resnet_limits.config import MNIST_DIR_ENV, PRESETS, sweep_config
@@ -185,6 +186,13 @@ ours = ["v"]
     assert rp.verdict([], {}) == "no paper numbers to compare with"
 
 
+def _record(comparisons, **kw) -> dict:
+    """The fields of a reproduction record that report.md is written from."""
+    return dict(name="x", reproduces="r", verdict="v", mode="full", seconds=1.0, finished="now", rule="rule",
+                comparisons=comparisons, context={}, figures=[], links=[], command="c", settings={},
+                environment=environment(), **kw)
+
+
 def test_why_follows_the_verdict_and_the_report_table_by_mode(tmp_path):
     e = _experiment(tmp_path, """
 [[compare]]
@@ -206,10 +214,11 @@ why = "only the second"
     assert "only the second" not in text, "a number within tolerance needs no explanation"
     full = rp.verdict(rp.compare(e, {"a": 0.5, "b": 0.9}, "full"), {})
     assert full.endswith("Why we think so: (1) the authors' code gives 0.61 too; (2) only the second")
-    from resnet_limits.reproduce.report import _why_lines
-    lines = _why_lines(rp.compare(e, {"a": 0.5, "b": 0.3}, "full"), True)
-    assert lines[2] == "- a: the authors' code gives 0.61 too"
-    assert _why_lines(rows, False) == [], "a mode not compared explains nothing"
+    # the report lists why under its table, for the numbers outside their tolerance only
+    report = report_markdown(_record(rp.compare(e, {"a": 0.5, "b": 0.3}, "full")), "")
+    assert "\nWhy we think these differ:\n\n- a: the authors' code gives 0.61 too\n\n## " in report
+    assert "Why we think" not in report_markdown(_record(rows, compared=False), ""), \
+        "a mode not compared explains nothing"
     f = tmp_path / "bad.toml"
     f.write_text("kind = 'sweep'\npreset = 'p'\n[[compare]]\nquantity = 'a'\npaper = 1\nsource = 's'\n"
                  "ours = ['a']\nwhy = { slow = 'x' }\n")
@@ -308,9 +317,9 @@ def test_a_changed_entry_is_judged_again_on_the_kept_result(reproduced):
     assert "- α (max|δ| ~ L^−α): the paper number was changed by the test" in report
     assert before["summary"] and before["summary"] in report, "the run's printed summary is kept"
     assert before["sweep"] == {"depths": 3, "trained_now": 3}
-    from resnet_limits.reproduce.report import _kept_text
-    assert _kept_text({"sweep": {"depths": 36, "trained_now": 0}}) == \
-        " (0 of 36 depths trained in this run, the others kept from an earlier one)"
+    resumed = report_markdown(dict(after, sweep={"depths": 36, "trained_now": 0}), "")
+    assert " s (0 of 36 depths trained in this run, the others kept from an earlier one), finished " in resumed
+    assert " s, finished " in report  # this run trained all 3 of its depths
 
 
 def test_list_names_every_entry(capsys):

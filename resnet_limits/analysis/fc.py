@@ -162,7 +162,7 @@ def analyze_run(
     seed = _figure_seed(norms)
     entry = {n: _figure_entry(n, cfg.activation, int(cfg.width), trend_weights(I[n][seed], ENTRY_NDIM[n]))
              for n in NAMES}
-    split, figdata = _split_and_denoise(ctx, norms, I, beta, x, y, max_grid, seed, entry)
+    split, figdata, losses = _split_and_denoise(ctx, norms, I, beta, x, y, max_grid, seed, entry)
     cols = [norms.depths.index(L) for L in td]
     tests, decomposition = {}, {}
     for n in NAMES:
@@ -175,17 +175,20 @@ def analyze_run(
                   hypothesis_tests=tests, exponents={"alpha": alpha, **exps},
                   table1=_table1_entries(norms, beta, ctx.has_delta), decomposition=decomposition,
                   roughness=_roughness(norms))
+    result.update(paper=PAPER_VALUES.get(cfg.preset), thresholds=dict(THRESHOLDS), figures=[])
+    result = json_ready(result)
+    if figures:  # while the device computes the losses of SP Fig. 6
+        from resnet_limits import plotting
+
+        result["figures"] = plotting.analysis_figures(result, figdata, run.figures, denoised=False)
     if x is None:
         result.update(denoised={"skipped": NO_TRAINING_DATA}, denoised_over_trained_largest=None,
                       denoised_own_over_trained_largest=None)
     else:
-        result.update(_denoised_entries(norms, split, cols, int(x.shape[0]), cfg.epsilon))
-    result.update(paper=PAPER_VALUES.get(cfg.preset), thresholds=dict(THRESHOLDS), figures=[])
-    result = json_ready(result)
-    if figures:
-        from resnet_limits import plotting
-
-        result["figures"] = plotting.analysis_figures(result, figdata, run.figures)
+        result.update(json_ready(_denoised_entries(norms, losses(), cols, int(x.shape[0]), cfg.epsilon)))
+        if figures:
+            result["figures"].append(plotting.save(plotting.fig6_denoised(result), run.figures / "fig6_denoised.png",
+                                                   dpi=plotting.DPI))
     result["seconds"] = round(time.perf_counter() - t_start, 2)
     run.write_json("analysis.json", result)
     return result
@@ -275,9 +278,11 @@ def _split_and_denoise(run: _Run, norms: _Norms, I, beta, x, y, max_grid: int, s
     """Pass 3: at every depth the trend/noise split of A and b against the common and the own
     trend, and the training loss of the trained and denoised networks (SP eqs. 6-8, Fig. 6).
 
-    Returns the (S, n_depths) tables ``{"common": {n: {key: ...}}, "own": ..., "trained_loss",
-    "denoised_loss", "denoised_own_loss"}`` and the arrays the figures show (network ``seed``,
-    entry ``entry[n]``).
+    Returns the (S, n_depths) tables ``{"common": {n: {key: ...}}, "own": ...}``, the arrays the
+    figures show (network ``seed``, entry ``entry[n]``), and a function that waits for the losses
+    (dispatched to the device, one program for every depth) and returns their (S, n_depths)
+    tables ``trained_loss``, ``denoised_loss``, ``denoised_own_loss``: the caller draws the figures
+    that do not need them meanwhile.
     """
     depths = norms.depths
     fig1_depths = sorted(set(depths[::-1][::3][:4]))
@@ -295,9 +300,15 @@ def _split_and_denoise(run: _Run, norms: _Norms, I, beta, x, y, max_grid: int, s
         return seeds_by_depth([get(c) for c in columns], run.n_seeds)
 
     out = {t: {n: {k: table(lambda c: c[t][n][k]) for k in SPLIT_KEYS} for n in NAMES} for t in ("common", "own")}
-    out.update({k: table(lambda c: c[k]) for k in ("trained_loss", "denoised_loss", "denoised_own_loss")
-                if k in columns[0]})
-    return out, figdata
+    pending = [c.pop("losses") for c in columns if "losses" in c]
+
+    def losses() -> dict[str, np.ndarray]:
+        """The losses of every depth (dispatched above, computed meanwhile): (S, n_depths) tables."""
+        rows = [np.asarray(v).reshape(3, ok.shape[0]) for v, ok in pending]
+        return {k: seeds_by_depth([np.where(ok, r[j], np.nan) for r, (_, ok) in zip(rows, pending)], run.n_seeds)
+                for j, k in enumerate(("trained_loss", "denoised_loss", "denoised_own_loss"))}
+
+    return out, figdata, losses
 
 
 def _denoise_depth(run: _Run, params: ResNetParams, tens, ok: np.ndarray, I, beta, x, y, max_grid: int,
@@ -322,10 +333,9 @@ def _denoise_depth(run: _Run, params: ResNetParams, tens, ok: np.ndarray, I, bet
     nets = [ResNetParams(f32(params.A), f32(params.b), dl)]  # trained, denoised (common), denoised (own)
     nets += [denoised_params(*[splits[n][t]["denoised"] for n in NAMES], dl, tens["scaled_by_delta"]) for t in (0, 1)]
     stacked = jax.tree.map(lambda *a: np.concatenate([np.asarray(v, np.float32) for v in a]), *nets)
-    losses = seed_losses(stacked, x, y, activation=run.activation, delta_mode=run.delta_mode,
-                         capacity=run.capacity).reshape(3, s)
-    for key, row in zip(("trained_loss", "denoised_loss", "denoised_own_loss"), losses):
-        cols[key] = np.where(ok, row, np.nan)
+    # dispatched, not awaited: the device computes while the next depths are split on the host
+    cols["losses"] = (seed_losses(stacked, x, y, activation=run.activation, delta_mode=run.delta_mode,
+                                  capacity=run.capacity, wait=False), ok)
     return cols, splits
 
 
@@ -473,7 +483,8 @@ def _decomposition(n: str, norms: _Norms, split, noise: Mapping[str, float], bet
     }
 
 
-def _denoised_entries(norms: _Norms, split, cols: Sequence[int], n_eval: int, epsilon) -> dict[str, Any]:
+def _denoised_entries(norms: _Norms, split: Mapping[str, np.ndarray], cols: Sequence[int], n_eval: int, epsilon,
+                      ) -> dict[str, Any]:
     """SP Fig. 6: training loss of the trained and denoised networks per depth, and the ratios."""
     trained = nanmean_seeds(split["trained_loss"])
     den = nanmean_seeds(split["denoised_loss"])

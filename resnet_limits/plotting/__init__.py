@@ -26,6 +26,7 @@ import matplotlib
 matplotlib.use("Agg")  # the one place the backend is set: files only, no display
 
 from .analysis import (  # noqa: E402
+    DPI,
     TWO_RUN_FIGURES,
     analysis_figures,
     biases_two_runs,
@@ -54,6 +55,7 @@ from .studies import (  # noqa: E402
 )
 
 __all__ = [
+    "DPI",
     "ladder_weight_functions",
     "MNIST",
     "ONE_RUN",

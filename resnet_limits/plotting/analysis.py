@@ -239,9 +239,11 @@ def figB_biases(result: Mapping[str, Any], dec: Optional[Mapping[str, Any]], ent
     return _biases_figure([(result, ONE_RUN)], dec, entry)
 
 
-def analysis_figures(result: Mapping[str, Any], figdata: Mapping[str, Any], out_dir) -> list[str]:
+def analysis_figures(result: Mapping[str, Any], figdata: Mapping[str, Any], out_dir, *,
+                     denoised: bool = True) -> list[str]:
     """Draw and save all figures of one analysed run into ``out_dir`` (SP Figs 1 (A and b), 2,
-    3/5, 4, 6 and 9/10); returns their paths."""
+    3/5, 4, 6 and 9/10); returns their paths. ``denoised=False`` leaves out SP Fig. 6 (the
+    analysis draws it last, once the denoised losses are in)."""
     out = Path(out_dir)
     paths: list[str] = []
 
@@ -257,7 +259,7 @@ def analysis_figures(result: Mapping[str, Any], figdata: Mapping[str, Any], out_
     if "A" in decs:
         put(fig3_hypothesis(result, decs["A"], ent["A"], "A"), "fig3_5_hypothesis_A.png")
     put(fig4_delta(result, figdata.get("delta_largest")), "fig4_delta.png")
-    if not (result.get("denoised") or {}).get("skipped"):  # imported weights: no training data
+    if denoised and not (result.get("denoised") or {}).get("skipped"):  # imported weights: no training data
         put(fig6_denoised(result), "fig6_denoised.png")
     put(figB_biases(result, decs.get("b"), ent["b"]), "figB_9_10_biases.png")
     return paths

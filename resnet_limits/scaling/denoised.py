@@ -49,18 +49,19 @@ def _mse_per_network(params: ResNetParams, x, y, depth, activation: str, delta_m
 
 
 def seed_losses(params: ResNetParams, x, y, *, activation: str, delta_mode: str,
-                capacity: Optional[int] = None) -> np.ndarray:
+                capacity: Optional[int] = None, wait: bool = True):
     """Training MSE (N,) of each network of SP eq. 1 (``params`` with a leading network axis,
     evaluated in float32) on the inputs ``x`` and targets ``y``.
 
     The weights are stacked in ``capacity`` layers (default: the depth's bucket): give every depth
     of a grid the capacity of its largest depth and the whole grid runs one compiled program
-    (padded layers cost a copy, not arithmetic: the loop stops at L)."""
+    (padded layers cost a copy, not arithmetic: the loop stops at L). ``wait=False`` returns the
+    device array at once, still computing (JAX's asynchronous dispatch), for the caller to read
+    later while it does other work."""
     L = int(np.shape(params.A)[1])
     padded = pad_depth(params, depth_capacity(L) if capacity is None else capacity)
-    with np.errstate(all="ignore"):
-        return np.asarray(_mse_per_network(padded, np.asarray(x, np.float32), np.asarray(y, np.float32), L,
-                                           activation, delta_mode))
+    losses = _mse_per_network(padded, np.asarray(x, np.float32), np.asarray(y, np.float32), L, activation, delta_mode)
+    return np.asarray(losses) if wait else losses
 
 
 def denoised_params(A, b, delta: Optional[np.ndarray], scaled_by_delta: bool) -> ResNetParams:
