@@ -164,12 +164,16 @@ def test_iid_init_with_delta_L_to_minus_half_is_brownian_with_qv_one_over_d():
 
 # ------------------------------------------------------------------ the limit by regime -----
 
+# jitted (one program per depth instead of one per operation): activation, delta mode, hypothesis static
+_limit_on_weights = jax.jit(limit_on_weights, static_argnums=(2, 3, 4))
+
+
 def test_hypothesis_2_limit_is_the_network_for_the_identity():
     """Euler on the knots of the absorbed path is the network itself when sigma is the identity."""
     with jax.enable_x64(True):
         p = init_params(jax.random.PRNGKey(0), 50, 4, init="iid", branch_exponent=0.5, dtype=jnp.float64)
         xs = jax.random.normal(jax.random.PRNGKey(1), (3, 4), jnp.float64)
-        h, H = limit_on_weights(p, xs, "identity", "shared", 2)
+        h, H = _limit_on_weights(p, xs, "identity", "shared", 2)
     assert h.shape == H.shape == (3, 51, 4)
     np.testing.assert_allclose(h, H, atol=1e-12)
 
@@ -181,7 +185,7 @@ def test_hypothesis_1_limit_is_the_neural_ode_at_rate_one_over_L():
         xs = jax.random.normal(jax.random.PRNGKey(1), (2, 3), jnp.float64)
         for L in depths:
             p = init_params(jax.random.PRNGKey(0), L, 3, init="smooth", branch_exponent=1.0, dtype=jnp.float64)
-            h, H = limit_on_weights(p, xs, "tanh", "shared", 1)
+            h, H = _limit_on_weights(p, xs, "tanh", "shared", 1)
             err.append(float(jnp.abs(h - H).max()))
     assert loglog_fit(depths, err).slope == pytest.approx(-1.0, abs=0.15)
     with pytest.raises(ValueError, match="hypothesis must be 1 or 2"):
