@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import math
 import os
 import re
 import signal

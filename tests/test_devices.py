@@ -7,10 +7,8 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from resnet_limits import cli
-from resnet_limits.errors import UsageError
 
 FLAG = "--xla_force_host_platform_device_count"
 

@@ -15,7 +15,6 @@ import pytest
 
 from helpers import load_depth
 from resnet_limits import sweeps
-from resnet_limits.config import sweep_config
 from resnet_limits.studies import table4
 
 

@@ -18,7 +18,6 @@ Then the hypothesis tests per tensor, ``analysis.json`` (the returned dict) and 
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional, Sequence

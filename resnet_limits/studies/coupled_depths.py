@@ -58,7 +58,7 @@ from resnet_limits.nested import (
 )
 from resnet_limits.run import Run
 from resnet_limits.scaling import analysed_tensors, finite_or_none, weights_holder_exponent
-from resnet_limits.studies._io import output_folder, write_json, write_text
+from resnet_limits.studies._io import cell, output_folder, write_study
 
 __all__ = ["CASES", "DISTANCES", "MODES", "Case", "Mode", "case_config", "coupled_depths_markdown", "distance_rates",
            "format_coupled_depths", "ladder_distances", "limit_beside_deepest", "run", "weight_curves"]
@@ -321,28 +321,20 @@ def run(out, *, quick: bool = False, progress: bool = True, cases: Optional[Sequ
     }
     figs = [(plotting.coupled_distances(result), "distances.png")]
     figs += [(plotting.ladder_weight_functions(c), f"weights_{c['name']}.png") for c in results]
-    result["figures"] = [Path(plotting.save(fig, out / name, dpi=120)).name for fig, name in figs]
-    result["seconds"] = round(time.perf_counter() - t0, 1)
-    write_json(out / "coupled_depths.json", result)
-    write_text(out / "coupled_depths.md", coupled_depths_markdown(result) + "\n")
-    return result
+    return write_study(out, "coupled_depths", result, figs, coupled_depths_markdown, t0)
 
 
 # ------------------------------------------------------------------ tables -----------
 
-def _g(v, fmt: str = ".2f") -> str:
-    return "-" if v is None else format(v, fmt)
-
-
 def _rate_cell(r: dict) -> str:
     if r.get("rate") is None:
         return r.get("verdict", "-")
-    ci = f"[{_g(r['low'])}, {_g(r['high'])}]"
+    ci = f"[{cell(r['low'])}, {cell(r['high'])}]"
     if r["verdict"] == "converges":
-        return f"converges, L^-{_g(r['rate'])} {ci}"
+        return f"converges, L^-{cell(r['rate'])} {ci}"
     if r["verdict"].startswith("does not"):
-        return f"does not converge (r = {_g(r['rate'])} {ci})"
-    return f"inconclusive (r = {_g(r['rate'])} {ci})"
+        return f"does not converge (r = {cell(r['rate'])} {ci})"
+    return f"inconclusive (r = {cell(r['rate'])} {ci})"
 
 
 def coupled_depths_markdown(result: dict) -> str:
@@ -358,13 +350,13 @@ def coupled_depths_markdown(result: dict) -> str:
     for c in result["cases"]:
         t, i = c["trained"], c["at_init"]
         lim = c["limit"]
-        lim_cell = lim.get("skipped") or (f"sup error {_g(lim['sup_error'], '.3g')} "
-                                          f"(relative {_g(lim['relative_sup_error'], '.2g')})")
+        lim_cell = lim.get("skipped") or (f"sup error {cell(lim['sup_error'], '.3g')} "
+                                          f"(relative {cell(lim['relative_sup_error'], '.2g')})")
         rates = t["rates"]
         lines.append(
             f"| {c['label']} | {i['verdict']} → {t['verdict']} | {t['regime_distance']}: "
             f"{_rate_cell(rates[t['regime_distance']])} | {_rate_cell(rates['weights'])} | {_rate_cell(rates['paths'])} "
-            f"| {_rate_cell(rates['outputs'])} | {_rate_cell(i['rates']['outputs'])} | {_g(c['holder_deepest'])} "
+            f"| {_rate_cell(rates['outputs'])} | {_rate_cell(i['rates']['outputs'])} | {cell(c['holder_deepest'])} "
             f"| {lim_cell} |")
     return "\n".join(lines)
 
@@ -376,5 +368,5 @@ def format_coupled_depths(result: dict) -> str:
     for c in result["cases"]:
         t = c["trained"]
         lines.append(f"  {c['label']:<24} {t['verdict']:<22} {t['regime_distance']}: "
-                     f"{_rate_cell(t['rates'][t['regime_distance']])}; Hölder {_g(c['holder_deepest'])}")
+                     f"{_rate_cell(t['rates'][t['regime_distance']])}; Hölder {cell(c['holder_deepest'])}")
     return "\n".join(lines)

@@ -63,7 +63,7 @@ from resnet_limits.limits import sup_sq_error
 from resnet_limits.limits.regime_limit import HYPOTHESIS_LIMITS, limit_on_weights
 from resnet_limits.models import ResNetParams
 from resnet_limits.scaling import finite_or_none, loglog_fit
-from resnet_limits.studies._io import output_folder, write_json, write_text
+from resnet_limits.studies._io import cell, output_folder, write_study
 from resnet_limits.run import Run
 from resnet_limits.sweeps.fc import run_initial_weights
 
@@ -294,22 +294,14 @@ def run(out, *, quick: bool = False, progress: bool = True) -> dict:
     }
     figs = [(plotting.parametrization_limit_errors(result), "limit_errors.png")]
     figs += [(plotting.parametrization_lr_transfer(c), f"lr_transfer_{c['name']}.png") for c in cases]
-    result["figures"] = [Path(plotting.save(fig, out / name, dpi=120)).name for fig, name in figs]
-    result["seconds"] = round(time.perf_counter() - t0, 1)
-    write_json(out / "parametrizations.json", result)
-    write_text(out / "parametrizations.md", parametrizations_markdown(result) + "\n")
-    return result
+    return write_study(out, "parametrizations", result, figs, parametrizations_markdown, t0)
 
 
 # ------------------------------------------------------------------ tables -----------
 
-def _g(v, fmt: str = ".2f") -> str:
-    return "-" if v is None else format(v, fmt)
-
-
 def _regime_cell(r: dict) -> str:
-    return (f"{r['verdict']} (α {_g(r['alpha'])}, β {_g(r['beta'])}, ν {_g(r['nu'])}, "
-            f"noise/trend {_g(r['noise_to_trend'], '.2g')}, QV {_g(r['quadratic_variation'], '.2g')})")
+    return (f"{r['verdict']} (α {cell(r['alpha'])}, β {cell(r['beta'])}, ν {cell(r['nu'])}, "
+            f"noise/trend {cell(r['noise_to_trend'], '.2g')}, QV {cell(r['quadratic_variation'], '.2g')})")
 
 
 def _limit_cell(lim: dict) -> str:
@@ -317,7 +309,7 @@ def _limit_cell(lim: dict) -> str:
         return f"- ({lim['limit']})"
     kind = "ODE" if lim["hypothesis"] == 1 else "Itô SDE"
     se = f" ± {lim['slope_stderr']:.2f}" if lim.get("slope_stderr") is not None else ""
-    return f"{kind}: {_g(lim['slope'])}{se}"
+    return f"{kind}: {cell(lim['slope'])}{se}"
 
 
 def _edge(t: dict, j: int) -> str:
@@ -349,10 +341,10 @@ def parametrizations_markdown(result: dict) -> str:
         if c.get("lr_transfer_const_eps"):
             rows.append((f"{c['label']}, constant ε", c["lr_transfer_const_eps"]))
         for label, t in rows:
-            cells = [f"{_edge(t, j)}{_g(o, 'g')} ({_g(t['final_train_loss'][j][t['lrs'].index(o)], '.2g')})"
+            cells = [f"{_edge(t, j)}{cell(o, 'g')} ({cell(t['final_train_loss'][j][t['lrs'].index(o)], '.2g')})"
                      if o else "-" for j, o in enumerate(t["optimal_lr"])]
             lines.append(f"| {label} | {t['lr_rule']} | {t.get('eps_rule', '-')} | " + " | ".join(cells)
-                         + f" | {_g(t['optimal_lr_slope'])} |")
+                         + f" | {cell(t['optimal_lr_slope'])} |")
     return "\n".join(lines)
 
 

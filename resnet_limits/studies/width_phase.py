@@ -48,7 +48,7 @@ from resnet_limits import plotting, sweeps
 from resnet_limits.config import PRESETS, SweepConfig, depth_grid, sweep_config
 from resnet_limits.run import Run
 from resnet_limits.scaling import finite_or_none
-from resnet_limits.studies._io import output_folder, write_json, write_text
+from resnet_limits.studies._io import cell, output_folder, write_study
 
 __all__ = ["FULL_DEPTHS", "MODES", "QUICK_DEPTHS", "REF_WIDTH", "WIDTHS", "Mode", "format_width_phase", "run",
            "width_config", "width_phase_markdown"]
@@ -164,23 +164,15 @@ def run(out, *, quick: bool = False, progress: bool = True) -> dict:
         "depths": list(mode.depths), "ranges": list(mode.ranges), "widths": widths,
         "grid": _grid(widths, mode.ranges),
     }
-    fig = plotting.width_phase_diagram(result)
-    result["figures"] = [Path(plotting.save(fig, out / "width_phase.png", dpi=120)).name]
-    result["seconds"] = round(time.perf_counter() - t0, 1)
-    write_json(out / "width_phase.json", result)
-    write_text(out / "width_phase.md", width_phase_markdown(result) + "\n")
-    return result
+    return write_study(out, "width_phase", result, [(plotting.width_phase_diagram(result), "width_phase.png")],
+                       width_phase_markdown, t0)
 
 
 # ------------------------------------------------------------------ the table ------------
 
-def _g(v, fmt: str = ".2f") -> str:
-    return "-" if v is None else format(v, fmt)
-
-
 def _pm(c: dict, k: str) -> str:
     sd = c.get(f"{k}_sd")
-    return _g(c.get(k)) + (f" ± {sd:.2f}" if sd is not None and c.get(k) is not None else "")
+    return cell(c.get(k)) + (f" ± {sd:.2f}" if sd is not None and c.get(k) is not None else "")
 
 
 def width_phase_markdown(result: dict) -> str:
@@ -198,10 +190,10 @@ def width_phase_markdown(result: dict) -> str:
     for w in result["widths"]:
         for c in w["cells"]:
             span = f"{c['min_depth']}..{c['max_depth']}" if c.get("min_depth") is not None else f"..{c['max_depth']}"
-            lines.append(f"| {w['width']} | {_g(w['lr_used'], 'g')} | {_g(w['epsilon'], 'g')} | {span} "
+            lines.append(f"| {w['width']} | {cell(w['lr_used'], 'g')} | {cell(w['epsilon'], 'g')} | {span} "
                          f"| {_pm(c, 'alpha')} | {_pm(c, 'beta')} | {_pm(c, 'nu')} | {c['verdict'] or '-'} "
-                         f"| {_g(c.get('noise_to_trend'), '.2g')} | {_g(c.get('train_loss_largest'), '.3g')} "
-                         f"| {_g(c.get('updates_largest'), '.0f')} |")
+                         f"| {cell(c.get('noise_to_trend'), '.2g')} | {cell(c.get('train_loss_largest'), '.3g')} "
+                         f"| {cell(c.get('updates_largest'), '.0f')} |")
     return "\n".join(lines)
 
 
