@@ -20,9 +20,16 @@ def mnist_dir():
 
 def pytest_configure(config):
     """The CLI's persistent compilation cache (on by default) goes to a fresh temporary folder for
-    the test run, never into the user's ``~/.cache``; xdist workers inherit the controller's."""
+    the test run, never into the user's ``~/.cache``, and XLA compiles at the test run's
+    optimisation level (``helpers.TEST_XLA_FLAGS``, unless ``XLA_FLAGS`` already sets one); xdist
+    workers and subprocesses inherit both."""
     if hasattr(config, "workerinput"):  # an xdist worker: the controller has set it up
         return
+    from helpers import TEST_XLA_FLAGS
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {TEST_XLA_FLAGS}".strip()
     import shutil
     import tempfile
 

@@ -1,6 +1,30 @@
 """Small helpers shared by the tests (import with ``from helpers import ...``)."""
 
+import os
+
 from resnet_limits.run import Run
+
+#: XLA flags of the test run (``conftest.py`` sets them before JAX starts; subprocesses inherit
+#: them). The tests compile several hundred small programs and run each for milliseconds, so
+#: XLA:CPU's backend optimisation passes cost more than they save: at optimisation level 0 the
+#: suite compiles about twice as fast (measured on the backprop tests: 82 s -> 47 s on 2 cores)
+#: and every assertion is the same. Users' runs keep XLA's default level.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
+
+def rounding_ulp(default: int = 0) -> int:
+    """ULPs two programs computing the same thing may differ by: ``default`` at XLA's default
+    optimisation level, 4 at the test run's (at level 0 XLA:CPU fuses and contracts the same
+    float32 arithmetic differently from program to program). A bit-for-bit check runs bit for bit
+    with ``XLA_FLAGS=--xla_backend_optimization_level=2 python -m pytest ...``."""
+    return 4 if "xla_backend_optimization_level=0" in os.environ.get("XLA_FLAGS", "") else default
+
+
+def xla_env(devices: int = 1, **extra) -> dict:
+    """The environment of a child process on the CPU with ``devices`` XLA host devices and the test
+    run's XLA flags (no other XLA flag of this process, so children compile alike)."""
+    flags = TEST_XLA_FLAGS + (f" --xla_force_host_platform_device_count={devices}" if devices > 1 else "")
+    return dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", **extra)
 
 
 def load_depth(run_dir, depth: int):

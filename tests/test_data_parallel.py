@@ -8,7 +8,6 @@ Two host devices need ``XLA_FLAGS`` before JAX starts, so those runs go to a sub
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ import jax
 import numpy as np
 import pytest
 
+from helpers import xla_env
 from resnet_limits.data import mock_cifar10
 from resnet_limits.errors import UsageError
 from resnet_limits.training.conv import ConvTrainConfig, train_conv
@@ -85,8 +85,7 @@ CHILD = textwrap.dedent("""
 
 
 def _run_child(tmp_path, mode: str) -> dict[str, np.ndarray]:
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"{FLAG}=2")
+    env = xla_env(2)
     out = tmp_path / f"{mode}.npz"
     proc = subprocess.run([sys.executable, "-c", CHILD, mode, str(out), str(tmp_path)], env=env,
                           capture_output=True, text=True, timeout=300)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import numpy as np
 
+from helpers import xla_env
 from resnet_limits import cli
 
 FLAG = "--xla_force_host_platform_device_count"
@@ -21,8 +21,7 @@ def test_bad_devices_is_one_line(capsys):
 
 def _sweep(tmp_path, devices: int):
     out = tmp_path / f"dev{devices}"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["JAX_PLATFORMS"] = "cpu"
+    env = xla_env(1)  # the CLI adds its own --devices
     cmd = [sys.executable, "-m", "resnet_limits.cli", "sweep", "tanh-synthetic", "--depths", "3", "7",
            "--seeds", "3", "--max-updates", "12", "--out", str(out), "--devices", str(devices),
            "--no-progress", "--no-compile-cache"]
