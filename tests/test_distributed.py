@@ -177,6 +177,39 @@ def test_two_processes_train_a_conv_sweep_with_one_data_mesh(tmp_path, group):
     assert not list(two.rglob("*.ckpt"))
 
 
+def _check_device_module():
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "check_device.py"
+    spec = importlib.util.spec_from_file_location("check_device", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_check_device_compares_within_each_checks_tolerance_and_round_trips_its_numbers(tmp_path):
+    """The comparison and the file of ``benchmarks/check_device.py`` (the whole script, two
+    processes, is the slow test below)."""
+    cd = _check_device_module()
+    rtol, atol = cd.TOLERANCE["conv epoch"]
+    ref = {"w": np.array([1.0, -2.0]), "loss": np.array(0.5)}
+    assert cd.compare(ref, ref, "conv epoch") == (0.0, True)
+    worst, ok = cd.compare({"w": ref["w"] * (1 + rtol / 2), "loss": ref["loss"]}, ref, "conv epoch")
+    assert ok and 0 < worst <= 2 * rtol / 2
+    worst, ok = cd.compare({"w": ref["w"] + 10 * (atol + 2 * rtol), "loss": ref["loss"]}, ref, "conv epoch")
+    assert not ok and worst > atol
+    assert cd.compare({"w": ref["w"]}, ref, "conv epoch") == (float("inf"), False)  # a missing array
+    assert cd.compare({"w": ref["w"][:1], "loss": ref["loss"]}, ref, "conv epoch") == (float("inf"), False)
+    arrays = {name: {"x": np.arange(3.0) + i} for i, name in enumerate(cd.CHECKS)}
+    seconds = {name: 0.5 + i for i, name in enumerate(cd.CHECKS)}
+    cd._save(str(tmp_path / "ref.npz"), arrays, seconds)
+    back, back_seconds = cd._load(str(tmp_path / "ref.npz"))
+    assert back_seconds == seconds
+    assert {n: {k: v.tolist() for k, v in d.items()} for n, d in back.items()} == \
+        {n: {k: v.tolist() for k, v in d.items()} for n, d in arrays.items()}
+
+
+@pytest.mark.slow  # two processes, ~20 s on 2 cores; on an accelerator it is the check to run first
 def test_check_device_passes_on_the_cpu(tmp_path):
     """``benchmarks/check_device.py``: the fc sweep, the conv epoch and the float64 SDE solve on
     the default device (here the CPU) agree with a CPU subprocess; each is timed."""

@@ -5,10 +5,18 @@ Each notebook is executed with nbclient in a fresh ipykernel started by *this* i
 path; any cell error fails the test. The kernel spec is ipykernel's own ("python3" built from
 ``sys.executable``), never one registered elsewhere on the machine, so the notebooks run in the
 environment the tests run in.
+
+The default run executes the two notebooks that train (01, 04); the two limit notebooks (02, 03:
+~25 s each, their numerics are the ones ``test_limits.py`` and ``test_backprop.py`` check) run
+with ``-m slow``. Every notebook's cells compile and every name it imports exists in the default
+run.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.util
 import os
 import sys
 import time
@@ -23,6 +31,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = ("01_scaling_regimes.ipynb", "02_deep_limits.ipynb", "03_backprop_limits.ipynb", "04_coupled_depths.ipynb")
+SLOW = ("02_deep_limits.ipynb", "03_backprop_limits.ipynb")
 
 
 def test_the_notebooks_are_the_four_stories():
@@ -40,6 +49,28 @@ def test_notebook_is_stored_without_outputs(name):
         assert cell.execution_count is None, f"{name}: code cell {i} has an execution count"
 
 
+def _code(name: str) -> list[str]:
+    """The notebook's code cells as Python (IPython's ``%`` magics left out)."""
+    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    return ["\n".join(line for line in c.source.splitlines() if not line.lstrip().startswith("%"))
+            for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_cells_compile_and_their_imports_exist(name):
+    for i, source in enumerate(_code(name)):
+        tree = ast.parse(source, filename=f"{name} cell {i}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    importlib.import_module(alias.name)
+            elif isinstance(node, ast.ImportFrom):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    submodule = hasattr(module, "__path__") and importlib.util.find_spec(f"{node.module}.{alias.name}")
+                    assert hasattr(module, alias.name) or submodule, f"{name} cell {i}: {node.module} has no {alias.name}"
+
+
 def _kernel_manager() -> KernelManager:
     """A kernel manager for ipykernel's native "python3" spec, run by this interpreter.
 
@@ -52,7 +83,7 @@ def _kernel_manager() -> KernelManager:
     return km
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in NOTEBOOKS])
 def test_notebook_runs_top_to_bottom(name, monkeypatch):
     nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
     # the kernel inherits the environment: import the package from this working tree
