@@ -173,11 +173,8 @@ def test_kernel_operator_norms_in_power_of_two_stacks(monkeypatch):
     """Kernels grouped by shape and size, each group in stacks of 2^j (7 = 4 + 2 + 1, no padding):
     the norms are those of one kernel at a time, in the input's order."""
     from resnet_limits.scaling import conv_analysis
-    from resnet_limits.scaling.conv_analysis import _power_of_two_chunks, kernel_operator_norms
+    from resnet_limits.scaling.conv_analysis import kernel_operator_norms
 
-    assert _power_of_two_chunks(list(range(7))) == [[0, 1, 2, 3], [4, 5], [6]]
-    assert _power_of_two_chunks([3, 9]) == [[3, 9]] and _power_of_two_chunks([]) == []
-    assert [len(c) for c in _power_of_two_chunks(list(range(13)))] == [8, 4, 1]
     rng = np.random.default_rng(0)
     kernels = [rng.normal(size=(3, 3, 4, 4)).astype(np.float32) for _ in range(7)]
     kernels += [rng.normal(size=(3, 3, 2, 4)).astype(np.float32) for _ in range(2)]
@@ -191,6 +188,12 @@ def test_kernel_operator_norms_in_power_of_two_stacks(monkeypatch):
     want = [float(conv_spectral_norm(K, hw)) for K, hw in zip(kernels, sizes)]
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert sorted(stacks) == [1, 2, 2, 4]  # 5 = 4 + 1 of (4,4,8x8), 2 of (4,4,4x4), 2 of (2,4,8x8)
+    stacks.clear()
+    same = [k for k in kernels if k.shape[2] == 4][:7]
+    np.testing.assert_allclose(kernel_operator_norms(same, [(8, 8)] * 7),
+                               [float(conv_spectral_norm(K, (8, 8))) for K in same], rtol=1e-6)
+    assert stacks == [4, 2, 1]  # 7 = 4 + 2 + 1, largest first
+    assert len(kernel_operator_norms([], [])) == 0 and stacks == [4, 2, 1]
 
 
 def test_single_threaded_lapack_holds_and_restores_the_blas_threads():

@@ -8,7 +8,6 @@ import json
 import math
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -39,7 +38,7 @@ def test_the_registry_holds_every_paper_result():
 def test_each_experiment_names_an_existing_preset_or_study(name):
     e = REGISTRY[name]
     for mode in ("quick", "full"):
-        args = rp._arguments(e, mode, {}, None)
+        args = rp.entry_arguments(e, mode, {}, None)
         if e.kind == "sweep":
             assert e.target in PRESETS
             cfg = sweep_config(e.target, **args)  # a bad setting is a UsageError
@@ -296,7 +295,7 @@ def test_reproduce_all_resumes_and_indexes(reproduced):
     assert mtime1 == mtime2, "the finished reproduction was skipped the second time"
     index = (out / "index.md").read_text()
     record = json.loads((out / "tiny-tanh" / "reproduction.json").read_text())
-    assert f"| [tiny-tanh](tiny-tanh/report.md) | " in index and record["verdict"] in index
+    assert "| [tiny-tanh](tiny-tanh/report.md) | " in index and record["verdict"] in index
     assert "| missing-study | nothing yet | - | not available: resnet_limits.studies.no_such_study does not exist yet" \
         in index
 
@@ -351,29 +350,29 @@ def test_bad_reproduce_input_is_one_line_and_exit_2(tmp_path, capsys, argv, mess
 
 def test_options_reach_the_arguments(tmp_path, monkeypatch):
     e = REGISTRY["tanh-mnist"]
-    args = rp._arguments(e, "quick", {"optimizer": "sgd", "seeds": 3, "paths": None, "data_dir": str(tmp_path)}, None)
+    args = rp.entry_arguments(e, "quick", {"optimizer": "sgd", "seeds": 3, "paths": None, "data_dir": str(tmp_path)}, None)
     assert args == {"quick": True, "optimizer": "sgd", "seeds": 3, "data_dir": str(tmp_path)}
     monkeypatch.delenv(MNIST_DIR_ENV, raising=False)
-    assert rp._arguments(e, "full", {}, None).get("data_dir") is None  # tensorflow-datasets
+    assert rp.entry_arguments(e, "full", {}, None).get("data_dir") is None  # tensorflow-datasets
     monkeypatch.setenv(MNIST_DIR_ENV, str(tmp_path))
-    assert rp._arguments(e, "full", {}, None)["data_dir"] == str(tmp_path)
-    assert "data_dir" not in rp._arguments(REGISTRY["tanh-synthetic"], "full", {}, None)
-    assert rp._arguments(REGISTRY["convergence"], "quick", {"paths": 8}, None) == {"quick": True, "n_paths": 8}
+    assert rp.entry_arguments(e, "full", {}, None)["data_dir"] == str(tmp_path)
+    assert "data_dir" not in rp.entry_arguments(REGISTRY["tanh-synthetic"], "full", {}, None)
+    assert rp.entry_arguments(REGISTRY["convergence"], "quick", {"paths": 8}, None) == {"quick": True, "n_paths": 8}
     # conv-cifar10 reads CIFAR-10's binary batches from --cifar-dir (MNIST's --data-dir is not its option)
-    assert rp._arguments(REGISTRY["conv-cifar10"], "full", {"cifar_dir": str(tmp_path), "data_dir": "m"}, None) == \
+    assert rp.entry_arguments(REGISTRY["conv-cifar10"], "full", {"cifar_dir": str(tmp_path), "data_dir": "m"}, None) == \
         {"data_dir": str(tmp_path)}
 
 
 def test_only_a_finished_reproduction_of_the_same_settings_is_skipped(tmp_path):
     settings = {"quick": True, "options": {}, "extra": {}}
     (tmp_path / "reproduction.json").write_text(json.dumps({"settings": settings, "verdict": "v"}))
-    assert rp._finished(tmp_path, settings) is None, "no report: not finished"
+    assert rp.finished_record(tmp_path, settings) is None, "no report: not finished"
     (tmp_path / "report.md").write_text("# r")
-    assert rp._finished(tmp_path, settings)["verdict"] == "v"
-    assert rp._finished(tmp_path, dict(settings, quick=False)) is None
-    assert rp._finished(tmp_path, dict(settings, options={"seeds": "3"})) is None
+    assert rp.finished_record(tmp_path, settings)["verdict"] == "v"
+    assert rp.finished_record(tmp_path, dict(settings, quick=False)) is None
+    assert rp.finished_record(tmp_path, dict(settings, options={"seeds": "3"})) is None
     (tmp_path / "reproduction.json").write_text("{damaged")
-    assert rp._finished(tmp_path, settings) is None
+    assert rp.finished_record(tmp_path, settings) is None
 
 
 def test_an_mnist_reproduction_runs_its_companion_and_embeds_the_figures_of_both(tmp_path, mnist_dir):

@@ -114,21 +114,14 @@ def test_bad_settings_are_one_line_errors():
 
 def test_epoch_as_one_program_makes_the_same_updates_as_a_loop_of_steps():
     # the accelerator path (one lax.scan per epoch) against the CPU path (a loop of jitted
-    # steps), two epochs each from the same state; 16 images in batches of 8 (two updates an
-    # epoch: the scan carries the state from one to the next), 4 channels: on XLA:CPU a
-    # convolution gradient inside lax.scan is the slow path this test has to run
-    from resnet_limits.training.conv import _State, _train_epoch
-
-    cfg = ConvTrainConfig(epochs=2, batch_size=8, width=4)
-    params = init_conv_params(jax.random.PRNGKey(0), 8, 4)
-    states = [_State(params, make_conv_optimizer(cfg, 2).init(params))] * 2
-    x, y = jnp.asarray(DATA.train_images[:16]), jnp.asarray(DATA.train_labels[:16])
-    for epoch in range(2):
-        key = jax.random.fold_in(jax.random.PRNGKey(4), epoch)
-        outs = [_train_epoch(st, key, x, y, 8, cfg, one_program=flag) for st, flag in zip(states, (True, False))]
-        (s1, loss1, acc1), (s2, loss2, acc2) = outs
-        np.testing.assert_allclose(loss1, loss2, rtol=1e-5)
-        assert acc1 == acc2
-        for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)):
-            np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
-        states = [s1, s2]
+    # steps), two epochs each; 16 images in batches of 8 (two updates an epoch: the scan carries
+    # the state from one to the next), 4 channels: on XLA:CPU a convolution gradient inside
+    # lax.scan is the slow path this test has to run
+    cfg = ConvTrainConfig(epochs=2, batch_size=8, width=4, eval_batch_size=16)
+    data = mock_cifar10(jax.random.PRNGKey(1), 16, 16)
+    scan, loop = (train_conv(jax.random.PRNGKey(0), 8, data, cfg, one_program=flag) for flag in (True, False))
+    np.testing.assert_allclose(scan.train_loss, loop.train_loss, rtol=1e-5)
+    np.testing.assert_array_equal(scan.train_accuracy, loop.train_accuracy)
+    np.testing.assert_allclose(scan.test_loss, loop.test_loss, rtol=2e-4)
+    for a, b in zip(jax.tree.leaves(scan.params), jax.tree.leaves(loop.params)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)

@@ -53,9 +53,9 @@ from resnet_limits.sweeps.folder import check_out_dir, write_json, write_text
 
 __all__ = [
     "DRAWINGS", "EXPERIMENTS", "INDEX", "OPTIONS", "RECORD", "REPORT", "REPOSITORY", "RESULT", "RULE", "SIDES",
-    "Experiment", "availability", "command_line", "compare", "entry_digest", "environment", "index_markdown",
-    "list_lines", "load_experiment", "lookup", "read_registry", "registry", "report_markdown", "reproduce",
-    "reproduce_all", "select", "times_text", "verdict", "write_index",
+    "Experiment", "availability", "command_line", "compare", "entry_arguments", "entry_digest", "environment",
+    "finished_record", "index_markdown", "list_lines", "load_experiment", "lookup", "read_registry", "registry",
+    "report_markdown", "reproduce", "reproduce_all", "select", "times_text", "verdict", "write_index",
 ]
 
 
@@ -75,9 +75,12 @@ def _data_dir(exp: Experiment, given: Optional[str]) -> Optional[str]:
     return os.environ.get(MNIST_DIR_ENV) or None if exp.reads_mnist else None
 
 
-def _arguments(exp: Experiment, mode: str, options: Mapping[str, Any], extra: Optional[Mapping[str, Any]]) -> dict:
-    """The keyword arguments of the preset or the study: the mode's ``args``, the options the
-    experiment takes, and (tests) ``extra``."""
+def entry_arguments(exp: Experiment, mode: str, options: Mapping[str, Any],
+                    extra: Optional[Mapping[str, Any]] = None) -> dict:
+    """The keyword arguments an entry passes to its preset (:func:`~resnet_limits.config.sweep_config`)
+    or its study in ``mode`` ("quick" or "full"): the mode's ``args``, then the ``options`` the
+    entry takes (command-line options by name; ``data_dir`` resolved as :func:`reproduce` does),
+    then ``extra``."""
     args = dict(exp.modes[mode].get("args", {}))
     for opt, key in exp.options.items():
         value = _data_dir(exp, options.get(opt)) if opt == "data_dir" else options.get(opt)
@@ -134,8 +137,9 @@ def command_line(name: str, out, quick: bool, options: Mapping[str, Any]) -> str
 
 # ------------------------------------------------------------------ one reproduction --
 
-def _finished(folder: Path, settings: Mapping[str, Any]) -> Optional[dict]:
-    """The record of a finished reproduction in ``folder`` made with ``settings``, else None."""
+def finished_record(folder: Path, settings: Mapping[str, Any]) -> Optional[dict]:
+    """The record (``reproduction.json``) of a reproduction finished in ``folder`` with
+    ``settings``, else None: :func:`reproduce` skips an entry that has one."""
     record = read_record(folder)
     return record if record is not None and record.get("settings") == settings else None
 
@@ -155,7 +159,7 @@ def reproduce(exp: Experiment, out, *, quick: bool = False, options: Optional[Ma
     folder = Path(out) / exp.name
     check_out_dir(Path(out))
     check_out_dir(folder)
-    done = _finished(folder, settings)
+    done = finished_record(folder, settings)
     if done is not None:
         if done.get("entry") != entry_digest(exp) and (folder / RESULT).is_file():
             done = _rejudge(exp, folder, done)
@@ -168,7 +172,7 @@ def reproduce(exp: Experiment, out, *, quick: bool = False, options: Optional[Ma
         raise UsageError(f"{exp.name}: {why}")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / RECORD).unlink(missing_ok=True)  # a report of other settings is not finished for these
-    args = _arguments(exp, mode, options, extra)
+    args = entry_arguments(exp, mode, options, extra)
     companion = _companion(exp, out, quick=quick, options=options, progress=progress, log=log, extra=extra)
     log(f"{exp.name}: {exp.reproduces} ({mode})")
     t0 = time.perf_counter()

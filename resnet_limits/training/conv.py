@@ -393,6 +393,7 @@ def train_conv(
     ckpt_dir: Optional[str | Path] = None,
     progress: bool = False,
     on_epoch: Optional[Callable[[int, dict[str, float]], None]] = None,
+    one_program: Optional[bool] = None,
 ) -> ConvResult:
     """Train the SP eq. 9 network of depth L on ``data`` (uint8 N x 32 x 32 x 3 images).
 
@@ -401,7 +402,9 @@ def train_conv(
     configuration or data set is refused; one written with another ``data_parallel`` resumes).
     ``on_epoch(epoch, metrics)`` is called after each epoch once its checkpoint is saved.
     ``cfg.data_parallel`` N > 1 splits every minibatch over ``jax.devices()[:N]`` (module
-    docstring); the results equal a one-device run's up to float rounding.
+    docstring); the results equal a one-device run's up to float rounding. ``one_program``: each
+    epoch as one jitted ``lax.scan`` (default on accelerators) or as a loop of jitted steps
+    (default on the CPU, where convolution gradients inside a loop are slow); the same updates.
     """
     blocks_per_stage(depth)
     cfg.validate(len(data.train_labels))
@@ -432,7 +435,7 @@ def train_conv(
         for epoch in range(start, cfg.epochs):
             t0 = time.perf_counter()
             state, loss, acc = _train_epoch(state, epoch_key(epoch), x_train, y_train, depth, cfg,
-                                            batches=batches)
+                                            one_program=one_program, batches=batches)
             test = _evaluate_async(state.params, depth, x_test, y_test, cfg)
             if epoch + 1 < cfg.epochs:  # queued behind this epoch: ready when the next one starts
                 batches = _batches_of(epoch_key(epoch + 1), n_train, cfg)
