@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import io
+import json
 import os
 import subprocess
 import sys
@@ -73,9 +74,13 @@ def main() -> None:
     if a.pythonpath:
         sides.append((a.pythonpath, dict(env, PYTHONPATH=a.pythonpath)))
     for name, e in sides:
-        times = [_cli(["analyze", str(a.run), "--no-progress"], e) for _ in range(a.repeats)]
+        times, inside = [], []
+        for _ in range(a.repeats):
+            times.append(_cli(["analyze", str(a.run), "--no-progress"], e))
+            inside.append(json.loads((a.run / "analysis.json").read_text())["seconds"])
         print(f"{name}: analyze (whole process) " + ", ".join(f"{t:.1f} s" for t in times)
-              + " (the first fills the compilation cache)")
+              + " (the first fills the compilation cache); in the process (analysis.json seconds) "
+              + ", ".join(f"{t:.2f} s" for t in inside))
     reads = _count_reads(["analyze", str(a.run), "--no-progress"])
     print(f"reads of each .npz by analyze: {sorted(set(reads.values()))} ({len(reads)} files)")
     reads = _count_reads(["limits", str(a.run), "--depth", "812", "--out", str(a.run / "limits-bench")])

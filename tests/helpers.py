@@ -8,16 +8,10 @@ from resnet_limits.run import Run
 #: them). The tests compile several hundred small programs and run each for milliseconds, so
 #: XLA:CPU's backend optimisation passes cost more than they save: at optimisation level 0 the
 #: suite compiles about twice as fast (measured on the backprop tests: 82 s -> 47 s on 2 cores)
-#: and every assertion is the same. Users' runs keep XLA's default level.
+#: and every assertion is the same (a level set here also replaces the fc trainer's own level 1,
+#: ``training.fc._LIGHT``, so its programs still draw the per-depth programs' weights bit for bit).
+#: Users' runs keep their levels.
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-
-
-def rounding_ulp(default: int = 0) -> int:
-    """ULPs two programs computing the same thing may differ by: ``default`` at XLA's default
-    optimisation level, 4 at the test run's (at level 0 XLA:CPU fuses and contracts the same
-    float32 arithmetic differently from program to program). A bit-for-bit check runs bit for bit
-    with ``XLA_FLAGS=--xla_backend_optimization_level=2 python -m pytest ...``."""
-    return 4 if "xla_backend_optimization_level=0" in os.environ.get("XLA_FLAGS", "") else default
 
 
 def xla_env(devices: int = 1, **extra) -> dict:

@@ -24,6 +24,9 @@ from helpers import load_depth
 
 DATA = synthetic(jax.random.PRNGKey(0), n_train=64, n_test=16)
 FIXED = dict(parametrization="fixed", batch_size=16, epochs=2, max_updates=8, epsilon=0.0, init="iid")
+# The fixed-delta Adam runs (training and the sweep) train 2 seeds of DATA's shapes in batches of 16 with
+# shared delta: one set of compiled programs for them all.
+SMALL_SWEEP = dict(n_train=64, n_test=16, batch_size=16, seeds=2)
 
 
 # ------------------------------------------------------------------ eps(L) ----------------
@@ -97,13 +100,22 @@ def test_the_rule_changes_the_update_and_without_it_training_is_unchanged_bit_fo
     # adam_eps_depth=False with the default eps is the trainer before the rule, bit for bit
     plain = dataclasses.replace(cfg, adam_eps=1e-8, adam_eps_depth=False)
     now = train_seeds(keys, L, DATA, plain)
+    graph = _Graph("tanh", "shared", "adam", 16, True, False)
+    programs = _bucket_programs(graph)
     monkeypatch.setattr(fc, "make_optimizer", _old_make_optimizer)
-    _bucket_programs.cache_clear()  # trace the programs again with the old optimiser
+    # the programs that make the optimiser (init, epoch) traced again with the old one, in a fresh copy (the
+    # cached programs are kept for the other tests); the shuffle and the evaluation make none
+    old = _bucket_programs.__wrapped__(graph)._replace(shuffle=programs.shuffle, evaluate=programs.evaluate)
+
+    def old_programs(g):
+        assert g == graph, g
+        return old
+
+    monkeypatch.setattr(fc, "_bucket_programs", old_programs)
     try:
         before = train_seeds(keys, L, DATA, plain)
     finally:
         monkeypatch.undo()
-        _bucket_programs.cache_clear()
     for a, b in zip(jax.tree.leaves(now.params) + [now.loss_curve, now.train_loss],
                     jax.tree.leaves(before.params) + [before.loss_curve, before.train_loss]):
         np.testing.assert_array_equal(a, b)
@@ -121,15 +133,17 @@ def test_one_program_serves_every_depth_of_a_capacity_with_the_rule():
 
 
 def test_a_sweep_records_the_epsilon_next_to_the_learning_rate(tmp_path):
-    common = dict(depths=[3, 12], seeds=2, epochs=1, max_updates=2, parametrization="fixed", branch_exponent=1.0,
-                  ref_depth=3, init="iid")
+    common = dict(**SMALL_SWEEP, depths=[3, 12], epochs=1, max_updates=2, parametrization="fixed",
+                  branch_exponent=1.0, ref_depth=3, init="iid")
     run_sweep(sweep_config("tanh-synthetic", **common), tmp_path / "adam", progress=False)
     run_sweep(sweep_config("tanh-synthetic", optimizer="sgd", **common), tmp_path / "sgd", progress=False)
     for L in (3, 12):
         m = load_depth(tmp_path / "adam", L)[1]
         np.testing.assert_allclose(m["adam_eps"], [1e-8 * 3 / L] * 2, rtol=1e-6)
         assert list(m)[list(m).index("lr") + 1] == "adam_eps"
-        assert load_depth(tmp_path / "sgd", L)[1]["adam_eps"] is None
+        m = load_depth(tmp_path / "sgd", L)[1]
+        assert m["adam_eps"] is None
+        np.testing.assert_allclose(m["lr"], [0.01 * L / 3] * 2, rtol=1e-6)  # SGD, a = 1: eta L/L0
     assert json.loads((tmp_path / "adam" / "config.json").read_text())["adam_eps_depth"] is True
 
 

@@ -2,6 +2,7 @@
 smooth initialisations, the limit chosen by the regime, and the sweep's CLI flags."""
 
 import dataclasses
+import functools
 import json
 
 import jax
@@ -31,6 +32,9 @@ from resnet_limits.training.fc import (
 
 DATA = synthetic(jax.random.PRNGKey(0), n_train=64, n_test=16)
 FIXED = dict(parametrization="fixed", batch_size=16, epochs=2, max_updates=8, epsilon=0.0)
+# The fixed-delta Adam runs below (the training tests, the sweep and the CLI's) train 2 seeds of DATA's shapes
+# (64 and 16 points of width 10) in batches of 16 with shared delta: one set of compiled programs for them all.
+SMALL_SWEEP = dict(n_train=64, n_test=16, batch_size=16, seeds=2)
 
 
 # ------------------------------------------------------------------ fixed delta, lr rule ---
@@ -44,7 +48,7 @@ def test_fixed_delta_never_changes_in_training(engine, delta_mode, optimizer, a)
     res = train_seeds(seed_keys(1, L, 2), L, DATA, cfg, engine=engine)
     assert np.all(res.params.delta == np.float32(L ** -a))  # bit for bit, every seed (and every layer)
     assert res.params.delta.shape == ((2,) if delta_mode == "shared" else (2, L))
-    start = jax.vmap(lambda k: initial_params(k, L, 10, cfg))(seed_keys(1, L, 2))
+    start = jax.jit(jax.vmap(lambda k: initial_params(k, L, 10, cfg)))(seed_keys(1, L, 2))  # one program
     assert np.all(res.updates == 8) and np.abs(res.params.A - np.asarray(start.A)).max() > 1e-3  # A did train
     np.testing.assert_allclose(res.lr, cfg.lr_at(L), rtol=1e-6)  # Adam: 0.05 (6/3)^-1/2; SGD: 0.05 (6/3)^1
     assert cfg.lr_at(L) == pytest.approx(0.05 * 2 ** (a - 1 if optimizer == "adam" else 2 * a - 1))
@@ -77,9 +81,13 @@ def test_learning_rate_rule_is_applied_to_the_training():
                                                               adam_eps=cfg.adam_eps_at(L)))  # and eps(L) by hand
     np.testing.assert_allclose(res.lr, 0.05 * 0.5, rtol=1e-6)
     np.testing.assert_allclose(res.params.A, by_hand.params.A, rtol=1e-5, atol=1e-7)
-    many = train_seeds(jnp.concatenate([keys, keys]), L, DATA, cfg, lrs=[0.05, 0.05, 0.1, 0.1])
-    np.testing.assert_allclose(many.lr, [0.025, 0.025, 0.05, 0.05], rtol=1e-6)
-    np.testing.assert_allclose(many.params.A[:2], res.params.A, rtol=1e-5, atol=1e-7)
+    # per-run rates 0.05 and 0.1 (the program of the 2 seeds above): scaled to 0.025 and 0.05, and trained so
+    many = train_seeds(keys, L, DATA, cfg, lrs=[0.05, 0.1])
+    np.testing.assert_allclose(many.lr, [0.025, 0.05], rtol=1e-6)
+    np.testing.assert_allclose(many.params.A[0], res.params.A[0], rtol=1e-5, atol=1e-7)
+    at_005 = train_seeds(keys, L, DATA, dataclasses.replace(cfg, lr=0.05, ref_depth=None, adam_eps=cfg.adam_eps_at(L)))
+    np.testing.assert_allclose(many.params.A[1], at_005.params.A[1], rtol=1e-5, atol=1e-7)
+    assert not np.allclose(many.params.A[1], res.params.A[1])
 
 
 def test_no_reference_depth_keeps_the_rate():
@@ -129,17 +137,22 @@ def test_fourier_modes_have_unit_power():
     np.testing.assert_allclose((phi ** 2).sum(1), 1.0, rtol=1e-6)
 
 
+# init_params as one program per depth and initialisation (not one per operation)
+_init_params = jax.jit(init_params, static_argnums=(1, 2), static_argnames=("init", "delta_mode", "branch_exponent",
+                                                                            "dtype"))
+
+
 def test_smooth_init_is_smooth_and_iid_is_not():
     """smooth: ||A_{k+1} - A_k|| = O(1/L) (the beta-scaled increments, beta = 0, vanish); iid: O(1)."""
     depths = (64, 256, 1024)
-    inc = {init: [float(table1(init_params(jax.random.PRNGKey(L), L, 8, init=init).A, 2)["increment"])
+    inc = {init: [float(table1(_init_params(jax.random.PRNGKey(L), L, 8, init=init).A, 2)["increment"])
                   for L in depths] for init in ("smooth", "iid")}
     assert loglog_fit(depths, inc["smooth"]).slope == pytest.approx(-1.0, abs=0.1)
     assert inc["smooth"][-1] < 0.02 * inc["iid"][-1]
     assert abs(loglog_fit(depths, inc["iid"]).slope) < 0.15
     # both have N(0, 1/d) entries
     for init in ("smooth", "iid"):
-        A = np.concatenate([np.asarray(init_params(jax.random.PRNGKey(s), 64, 8, init=init).A).ravel()
+        A = np.concatenate([np.asarray(_init_params(jax.random.PRNGKey(s), 64, 8, init=init).A).ravel()
                             for s in range(20)])
         assert A.var() == pytest.approx(1 / 8, rel=0.1)
 
@@ -148,11 +161,16 @@ def test_iid_init_with_delta_L_to_minus_half_is_brownian_with_qv_one_over_d():
     """delta_k A_k, delta = L^-1/2, A iid N(0, 1/d): the quadratic variation that limits estimates is
     1/d per entry (SP Remark 2.1 has 1/d^2 for A; b has 1/d in both)."""
     L, d = 4096, 4
-    with jax.enable_x64(True):
-        p = init_params(jax.random.PRNGKey(0), L, d, init="iid", branch_exponent=0.5, dtype=jnp.float64)
+
+    @jax.jit  # one program, not one per operation
+    def sigmas(key):
+        p = init_params(key, L, d, init="iid", branch_exponent=0.5, dtype=jnp.float64)
         wp = weight_paths(p, "shared")
         qv = estimate_qv(wp.X_A.increments, wp.X_b.increments)
-        sA, sb = np.asarray(qv.sigma_A()), np.asarray(qv.sigma_b())
+        return qv.sigma_A(), qv.sigma_b()
+
+    with jax.enable_x64(True):
+        sA, sb = (np.asarray(s) for s in sigmas(jax.random.PRNGKey(0)))
     diag = np.einsum("kijj->kij", sA)
     assert diag.mean() == pytest.approx(1 / d, rel=0.03)
     assert sb.mean() == pytest.approx(1 / d, rel=0.05)
@@ -164,16 +182,19 @@ def test_iid_init_with_delta_L_to_minus_half_is_brownian_with_qv_one_over_d():
 
 # ------------------------------------------------------------------ the limit by regime -----
 
-# jitted (one program per depth instead of one per operation): activation, delta mode, hypothesis static
-_limit_on_weights = jax.jit(limit_on_weights, static_argnums=(2, 3, 4))
+# jitted with the weights' draw (one program per depth instead of one per operation): the depth, width,
+# initialisation, activation, hypothesis and branch exponent static
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
+def _limit_on_drawn_weights(xs, L, d, init, activation, hypothesis, a):
+    p = init_params(jax.random.PRNGKey(0), L, d, init=init, branch_exponent=a, dtype=jnp.float64)
+    return limit_on_weights(p, xs, activation, "shared", hypothesis)
 
 
 def test_hypothesis_2_limit_is_the_network_for_the_identity():
     """Euler on the knots of the absorbed path is the network itself when sigma is the identity."""
     with jax.enable_x64(True):
-        p = init_params(jax.random.PRNGKey(0), 50, 4, init="iid", branch_exponent=0.5, dtype=jnp.float64)
         xs = jax.random.normal(jax.random.PRNGKey(1), (3, 4), jnp.float64)
-        h, H = _limit_on_weights(p, xs, "identity", "shared", 2)
+        h, H = _limit_on_drawn_weights(xs, 50, 4, "iid", "identity", 2, 0.5)
     assert h.shape == H.shape == (3, 51, 4)
     np.testing.assert_allclose(h, H, atol=1e-12)
 
@@ -184,12 +205,11 @@ def test_hypothesis_1_limit_is_the_neural_ode_at_rate_one_over_L():
     with jax.enable_x64(True):
         xs = jax.random.normal(jax.random.PRNGKey(1), (2, 3), jnp.float64)
         for L in depths:
-            p = init_params(jax.random.PRNGKey(0), L, 3, init="smooth", branch_exponent=1.0, dtype=jnp.float64)
-            h, H = _limit_on_weights(p, xs, "tanh", "shared", 1)
+            h, H = _limit_on_drawn_weights(xs, L, 3, "smooth", "tanh", 1, 1.0)
             err.append(float(jnp.abs(h - H).max()))
     assert loglog_fit(depths, err).slope == pytest.approx(-1.0, abs=0.15)
-    with pytest.raises(ValueError, match="hypothesis must be 1 or 2"):
-        limit_on_weights(p, xs, "tanh", "shared", 3)
+    with pytest.raises(ValueError, match="hypothesis must be 1 or 2"), jax.enable_x64(True):
+        _limit_on_drawn_weights(xs, 12, 3, "smooth", "tanh", 3, 1.0)
 
 
 # ------------------------------------------------------------------ sweeps and the CLI ------
@@ -198,27 +218,29 @@ def test_default_configuration_is_unchanged_and_fixed_is_recorded(tmp_path):
     default = sweep_config("tanh-synthetic")
     assert (default.parametrization, default.branch_exponent, default.ref_depth) == ("learned-delta", None, None)
     assert sweep_config("tanh-synthetic", parametrization="learned-delta") == default
-    cfg = sweep_config("tanh-synthetic", seeds=2, epochs=1, max_updates=3, depths=[3, 12],
-                      parametrization="fixed", branch_exponent=1.0, ref_depth=3, optimizer="sgd", init="iid")
+    cfg = sweep_config("tanh-synthetic", **SMALL_SWEEP, epochs=1, max_updates=3, depths=[3, 12],
+                      parametrization="fixed", branch_exponent=0.5, ref_depth=3, init="iid")
     run_sweep(cfg, tmp_path, progress=False)
     saved = load_config(tmp_path)
-    assert (saved.parametrization, saved.branch_exponent, saved.ref_depth) == ("fixed", 1.0, 3)
+    assert (saved.parametrization, saved.branch_exponent, saved.ref_depth) == ("fixed", 0.5, 3)
     for L in (3, 12):
         params, metrics = load_depth(tmp_path, L)
-        np.testing.assert_allclose(metrics["lr"], [0.01 * L / 3] * 2, rtol=1e-6)  # SGD, a = 1: eta L/L0
-        assert np.all(params.delta == np.float32(1 / L))
+        np.testing.assert_allclose(metrics["lr"], [0.01 * (L / 3) ** -0.5] * 2, rtol=1e-6)  # Adam, a = 1/2
+        assert np.all(params.delta == np.float32(L ** -0.5))
 
 
 def test_cli_flags_reach_the_configuration(tmp_path, capsys):
-    assert main(["sweep", "tanh-synthetic", "--out", str(tmp_path), "--depths", "2", "8", "--seeds", "1",
+    small = [a for k, v in SMALL_SWEEP.items() for a in ("--" + k.replace("_", "-"), str(v))]
+    assert main(["sweep", "tanh-synthetic", "--out", str(tmp_path), "--depths", "2", "8", *small,
                  "--epochs", "1", "--max-updates", "2", "--no-progress", "--parametrization", "fixed",
                  "--branch-exponent", "0.5", "--ref-depth", "2", "--lr-depth-exponent", "-1",
-                 "--init", "smooth"]) == 0
+                 "--init", "iid"]) == 0
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert {k: cfg[k] for k in ("parametrization", "branch_exponent", "ref_depth", "lr_depth_exponent", "init")} == \
         {"parametrization": "fixed", "branch_exponent": 0.5, "ref_depth": 2.0, "lr_depth_exponent": -1.0,
-         "init": "smooth"}
-    np.testing.assert_allclose(load_depth(tmp_path, 8)[1]["lr"], [0.01 * 2 / 8], rtol=1e-6)
+         "init": "iid"}
+    assert {k: cfg[k] for k in SMALL_SWEEP} == SMALL_SWEEP
+    np.testing.assert_allclose(load_depth(tmp_path, 8)[1]["lr"], [0.01 * 2 / 8] * 2, rtol=1e-6)
     assert "2 depths finished" in capsys.readouterr().out
 
 

@@ -53,12 +53,13 @@ def test_width_rule_needs_the_width_and_a_good_reference():
 
 
 def test_the_trainer_and_the_study_use_the_width_rule():
-    data = synthetic(jax.random.PRNGKey(0), n_train=32, n_test=8, dim=5)
-    cfg = TrainConfig(batch_size=16, epochs=1, max_updates=2, ref_width=10)
+    # the shapes, batch size and seed count of the tiny study's width 4 below: one set of compiled programs
+    data = synthetic(jax.random.PRNGKey(0), n_train=1024, n_test=256, dim=4)
+    cfg = TrainConfig(batch_size=32, epochs=1, max_updates=2, ref_width=10)
     res = train_seeds(seed_keys(0, 4, 2), 4, data, cfg)
-    np.testing.assert_allclose(res.lr, 0.01 * 10 / 5, rtol=1e-6)
+    np.testing.assert_allclose(res.lr, 0.01 * 10 / 4, rtol=1e-6)
     many = train_seeds(seed_keys(0, 4, 2), 4, data, cfg, lrs=[0.01, 0.002])  # per-run rates scale alike
-    np.testing.assert_allclose(many.lr, [0.02, 0.004], rtol=1e-6)
+    np.testing.assert_allclose(many.lr, [0.025, 0.005], rtol=1e-6)
     for d in wp.WIDTHS:
         c = wp.width_config(d, [4, 8], seeds=1)
         assert (c.width, c.ref_width, c.preset, c.optimizer) == (d, wp.REF_WIDTH, "tanh-synthetic", "adam")

@@ -8,36 +8,37 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import rounding_ulp, xla_env
+from helpers import xla_env
 from resnet_limits.data import synthetic
 from resnet_limits.errors import UsageError
 from resnet_limits.models import forward, forward_to_depth, init_params, init_scales, mse, pad_params
 from resnet_limits.training.fc import (
     TrainConfig,
+    _bucket_engine,
     _bucket_programs,
-    _epoch,
     _Graph,
-    _init_state,
     depth_capacity,
     initial_params,
-    make_optimizer,
     seed_keys,
     train_seeds,
 )
 
 DATA = synthetic(jax.random.PRNGKey(0), n_train=128, n_test=32)
+# The tests train few graphs (activation, delta mode, optimiser, batch size) and seed counts, so that the
+# bucket engine's programs are compiled once for the file: Adam / shared / tanh and SGD / per-layer / relu,
+# each with 3 seeds and 1 seed (batches of 32, capacity 64, DATA's shapes).
 
 
 def test_training_lowers_the_loss():
     # 32 updates in batches of 32: the graph (and seed count) of the tests below, compiled once
     cfg = TrainConfig(batch_size=32, epochs=8, max_updates=1000, epsilon=0.0)
-    keys = seed_keys(0, 8, 2)
-    before = jax.vmap(lambda k: mse(forward(
-        init_params(jax.random.fold_in(k, 0), 8, 10), DATA.x_train, activation="tanh"), DATA.y_train))(keys)
+    keys = seed_keys(0, 8, 3)
+    before = jax.jit(jax.vmap(lambda k: mse(forward(  # one program, not one per operation
+        init_params(jax.random.fold_in(k, 0), 8, 10), DATA.x_train, activation="tanh"), DATA.y_train)))(keys)
     res = train_seeds(keys, 8, DATA, cfg)
     assert np.all(res.train_loss < 0.5 * np.asarray(before))
     assert np.all(res.test_loss < 0.5 * np.asarray(before))
-    assert res.loss_curve.shape == (2, 32) and np.all(res.updates == 32)
+    assert res.loss_curve.shape == (3, 32) and np.all(res.updates == 32)
     assert np.all(res.loss_curve[:, -8:].mean(1) < res.loss_curve[:, :8].mean(1))
     assert not res.converged.any() and not res.diverged.any()
 
@@ -59,32 +60,37 @@ def test_vmapped_seeds_equal_seeds_trained_one_by_one(optimizer, delta_mode, act
 
 def test_early_stopping_and_update_cap():
     # epsilon above any loss: every seed stops after its first epoch (4 updates)
-    res = train_seeds(seed_keys(0, 5, 2), 5, DATA, TrainConfig(batch_size=32, epochs=10, epsilon=10.0, max_updates=1000))
+    res = train_seeds(seed_keys(0, 5, 3), 5, DATA, TrainConfig(batch_size=32, epochs=10, epsilon=10.0, max_updates=1000))
     assert np.all(res.updates == 4) and res.converged.all()
     assert np.all(np.isnan(res.loss_curve[:, 4:]))
     # T_max caps the number of updates in the middle of an epoch
-    res = train_seeds(seed_keys(0, 5, 2), 5, DATA, TrainConfig(batch_size=32, epochs=10, epsilon=0.0, max_updates=6))
+    res = train_seeds(seed_keys(0, 5, 3), 5, DATA, TrainConfig(batch_size=32, epochs=10, epsilon=0.0, max_updates=6))
     assert np.all(res.updates == 6) and not res.converged.any()
-    assert res.loss_curve.shape == (2, 6) and np.isfinite(res.loss_curve).all()
+    assert res.loss_curve.shape == (3, 6) and np.isfinite(res.loss_curve).all()
 
 
 def test_diverging_seed_is_recorded_and_others_go_on():
+    # one epoch of the default (bucket) engine's programs, compiled above (Adam / shared / tanh, 3 seeds)
     cfg = TrainConfig(batch_size=32, epochs=2, epsilon=0.0, max_updates=100)
-    opt = make_optimizer(cfg.optimizer, cfg.lr)
-    keys = seed_keys(0, 4, 2)
-    state = jax.vmap(lambda k: _init_state(k, 4, 10, cfg, opt))(keys)
+    keys = seed_keys(0, 4, 3)
+    run = _bucket_engine(4, DATA, cfg, np.full((3,), cfg.lr, np.float32), None)
+    state = run.init(keys)
     # seed 0 gets a non-finite weight: its loss is NaN from the first update
-    state = state._replace(params=state.params._replace(A=state.params.A.at[0, 0, 0, 0].set(jnp.nan)))
-    epoch = jax.jit(jax.vmap(lambda st, k, e: _epoch(st, k, e, DATA, cfg, opt), in_axes=(0, 0, None)))
-    state, losses = epoch(state, keys, jnp.int32(0))
-    assert bool(state.diverged[0]) and not bool(state.diverged[1])
-    assert int(state.updates[0]) == 0 and int(state.updates[1]) == 4
-    assert not bool(state.active[0]) and bool(state.active[1])
-    assert np.isnan(losses[0]).all() and np.isfinite(losses[1]).all()
+    A = np.array(state.params.A)
+    A[0, 0, 0, 0] = np.nan
+    state = state._replace(params=state.params._replace(A=jnp.asarray(A)))
+    state, losses = run.epoch(state, keys, jnp.int32(0))
+    assert bool(state.diverged[0]) and not np.any(state.diverged[1:])
+    assert int(state.updates[0]) == 0 and np.all(state.updates[1:] == 4)
+    assert not bool(state.active[0]) and np.all(state.active[1:])
+    assert np.isnan(losses[0]).all() and np.isfinite(losses[1:]).all()
 
 
 def test_huge_step_diverges_without_stopping_the_call():
-    res = train_seeds(seed_keys(0, 4, 2), 4, DATA, TrainConfig(optimizer="sgd", lr=1e38, batch_size=32, epochs=2, epsilon=0.0))
+    # SGD / per-layer / relu with 3 seeds: the programs of test_vmapped_seeds_equal_seeds_trained_one_by_one
+    cfg = TrainConfig(optimizer="sgd", delta_mode="per-layer", activation="relu", lr=1e38, batch_size=32, epochs=2,
+                      epsilon=0.0)
+    res = train_seeds(seed_keys(0, 4, 3), 4, DATA, cfg)
     assert res.diverged.all()
     assert np.isfinite(res.params.A).all()  # last finite weights are kept
 
@@ -112,18 +118,40 @@ _SHARDED = textwrap.dedent("""
 """)
 
 
-def _sharded_run(devices: int) -> dict:
-    """The script above in a fresh process with ``devices`` XLA host devices (and the test run's XLA
-    flags only, so both runs compile alike whatever this process was started with)."""
-    env = xla_env(devices)
-    out = subprocess.run([sys.executable, "-c", _SHARDED, str(devices)], env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def _sharded_run(devices: int) -> subprocess.Popen:
+    """The script above, started in a fresh process with ``devices`` XLA host devices (and the test run's XLA
+    flags only, so runs compile alike whatever this process was started with)."""
+    return subprocess.Popen([sys.executable, "-c", _SHARDED, str(devices)], env=xla_env(devices),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _result(child: subprocess.Popen) -> dict:
+    try:
+        stdout, stderr = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, stderr[-2000:]
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def test_seed_axis_sharded_over_two_cpu_devices_gives_the_same_results():
-    got, ref = _sharded_run(2), _sharded_run(1)
+    child = _sharded_run(2)
+    try:
+        if jax.default_backend() == "cpu" and jax.device_count() == 1:
+            # meanwhile the one-device reference in this process (the 3-seed programs of the tests above)
+            cfg = TrainConfig(batch_size=32, epochs=2, epsilon=0.0)
+            res = train_seeds(seed_keys(3, 6, 3), 6, DATA, cfg)
+            lrs = train_seeds(seed_keys(3, 6, 3), 6, DATA, cfg, lrs=[0.01, 0.03, 0.001])
+            ref = {"A": res.params.A, "loss": res.train_loss, "lrs_A": lrs.params.A, "lrs_curve": lrs.loss_curve}
+        else:  # this process is not one CPU device: the reference in a child too
+            ref = _result(_sharded_run(1))
+    except BaseException:
+        child.kill()
+        child.communicate()
+        raise
+    got = _result(child)
     np.testing.assert_allclose(np.array(got["A"]), np.array(ref["A"]), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(np.array(got["loss"]), np.array(ref["loss"]), rtol=1e-5)
     # several learning rates, 3 runs padded to 4 over the 2 devices
@@ -182,7 +210,7 @@ def test_bucket_init_draws_bit_for_bit_the_weights_of_the_per_depth_program(delt
     # today's weights: init_params inside the jitted per-depth init (eager init_params rounds differently)
     cfg = TrainConfig(delta_mode=delta_mode, init=init)
     progs = _bucket_programs(_Graph("tanh", delta_mode, "adam", 32))
-    keys = seed_keys(5, 0, 2)
+    keys = seed_keys(5, 0, 3)
     for L in (3,) if delta_mode == "shared" else (70,):
         sA, sb = init_scales(L, 10, init, 0.01)
         got = progs.init(keys, jnp.int32(L), np.float32(sA), np.float32(sb), np.float32(1 / L),
@@ -190,12 +218,12 @@ def test_bucket_init_draws_bit_for_bit_the_weights_of_the_per_depth_program(delt
         want = jax.jit(jax.vmap(lambda k: initial_params(k, L, 10, cfg)))(keys)
         want = jax.vmap(lambda p: pad_params(p, depth_capacity(L)))(want)
         for g, w in zip(got, want):
-            np.testing.assert_array_max_ulp(g, w, maxulp=rounding_ulp())  # 0: bit for bit
+            np.testing.assert_array_equal(g, w)
 
 
 # graphs and seed counts of the tests above, so the bucket programs are compiled already
 @pytest.mark.parametrize("optimizer,delta_mode,activation,depth,n_seeds", [
-    ("adam", "shared", "tanh", 40, 2), ("sgd", "per-layer", "relu", 5, 3)])
+    ("adam", "shared", "tanh", 40, 3), ("sgd", "per-layer", "relu", 5, 3)])
 def test_bucket_engine_equals_the_per_depth_program(optimizer, delta_mode, activation, depth, n_seeds):
     cfg = TrainConfig(optimizer=optimizer, delta_mode=delta_mode, activation=activation, lr=0.05,
                       batch_size=32, epochs=3, max_updates=10, epsilon=0.0)
@@ -207,12 +235,12 @@ def test_bucket_engine_equals_the_per_depth_program(optimizer, delta_mode, activ
 
 def test_several_learning_rates_in_one_program_equal_separate_runs():
     cfg = TrainConfig(batch_size=32, epochs=2, epsilon=0.0)
-    key = seed_keys(1, 9, 1)
-    both = train_seeds(jnp.concatenate([key, key]), 9, DATA, cfg, lrs=[0.003, 0.05])
-    for s, lr in enumerate((0.003, 0.05)):
+    key, lrs = seed_keys(1, 9, 1), (0.003, 0.05, 0.02)
+    runs = train_seeds(jnp.concatenate([key] * 3), 9, DATA, cfg, lrs=list(lrs))
+    for s, lr in enumerate(lrs):
         alone = train_seeds(key, 9, DATA, TrainConfig(batch_size=32, epochs=2, epsilon=0.0, lr=lr))
-        _assert_same_runs(jax.tree.map(lambda a: a[s:s + 1], both), alone, rtol=1e-6)
-    assert not np.allclose(both.params.A[0], both.params.A[1])
+        _assert_same_runs(jax.tree.map(lambda a: a[s:s + 1], runs), alone, rtol=1e-6)
+    assert not np.allclose(runs.params.A[0], runs.params.A[1])
     with pytest.raises(UsageError, match="one learning rate per key"):
         train_seeds(key, 9, DATA, cfg, lrs=[0.1, 0.2])
     with pytest.raises(UsageError, match="learning rates must be positive"):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from typing import Callable, NamedTuple, Optional
 
 import jax
@@ -449,8 +450,14 @@ class _Programs(NamedTuple):
 
 # XLA:CPU backend optimisation level 1 (LLVM -O1): compiles the random draws ~4x and the
 # epoch ~1.3x faster than the default, runs the epoch as fast (benchmarks/train_throughput.py),
-# and draws bit-identical weights (tests/test_training.py checks them bit for bit).
+# and draws bit-identical weights (tests/test_training.py checks them bit for bit). A level set in
+# XLA_FLAGS wins (the test run compiles everything at level 0).
 _LIGHT = {"xla_backend_optimization_level": 1}
+
+
+def _light() -> dict:
+    """:data:`_LIGHT`, or nothing where ``XLA_FLAGS`` sets the optimisation level itself."""
+    return {} if "xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", "") else _LIGHT
 
 
 def _init_padded(key, depth, s_A, s_b, delta0, *, capacity: int, width: int, graph: _Graph) -> _State:
@@ -509,12 +516,13 @@ def _bucket_programs(graph: _Graph) -> _Programs:
         one = functools.partial(_init_padded, capacity=capacity, width=width, graph=graph)
         return jax.vmap(one, in_axes=(0, None, None, None, None))(keys, depth, s_A, s_b, delta0)
 
+    light = _light()
     return _Programs(
-        jax.jit(init, static_argnames=("capacity", "width"), compiler_options=_LIGHT),
-        jax.jit(shuffle, static_argnames=("n",), compiler_options=_LIGHT),
+        jax.jit(init, static_argnames=("capacity", "width"), compiler_options=light),
+        jax.jit(shuffle, static_argnames=("n",), compiler_options=light),
         jax.jit(jax.vmap(epoch, in_axes=(0, 0, None, None, None, 0, None, None, None)), donate_argnums=0,
-                compiler_options=_LIGHT),
-        jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, None, None, None)), compiler_options=_LIGHT),
+                compiler_options=light),
+        jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, None, None, None)), compiler_options=light),
     )
 
 
