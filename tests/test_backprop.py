@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 
 import jax
@@ -55,12 +56,12 @@ def test_jacobians_match_jacrev(activation, delta_mode):
             direct = jax.jacrev(lambda z: forward(p, z, activation=activation, delta_mode=delta_mode))(x)
             return J, Phi, ref_J, ref_Phi, direct
 
-        J, Phi, ref_J, ref_Phi, direct = compute(x)
+        J, Phi, ref_J, ref_Phi, direct = (np.asarray(v) for v in compute(x))
         assert J.shape == (L + 1, d, d) and Phi.shape == (L + 1, d, d)
         np.testing.assert_allclose(J, ref_J, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(Phi, ref_Phi, rtol=1e-12, atol=1e-12)
         # J_k = Phi_L Phi_k^{-1} (AA eq. 5.16)
-        np.testing.assert_allclose(J @ Phi, jnp.broadcast_to(Phi[L], J.shape), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(J @ Phi, np.broadcast_to(Phi[L], J.shape), rtol=1e-10, atol=1e-12)
         # and J_0 = dh_L/dx directly
         np.testing.assert_allclose(J[0], direct, rtol=1e-12, atol=1e-12)
 
@@ -104,9 +105,9 @@ def test_linear_case_constant_abar_is_expm():
     with jax.enable_x64(True):
         d = 3
         Abar = jax.random.normal(jax.random.PRNGKey(0), (d, d), jnp.float64)
-        ts = jnp.linspace(0.0, 1.0, 11)
-        P = bp.backward_ode(ts, lambda t: (Abar, jnp.zeros(d)))
-        for t, Pt in zip(np.asarray(ts), np.asarray(P)):
+        ts = np.linspace(0.0, 1.0, 11)
+        P = jax.jit(lambda A: bp.backward_ode(jnp.asarray(ts), lambda t: (A, jnp.zeros(d))))(Abar)  # one program
+        for t, Pt in zip(ts, np.asarray(P)):
             np.testing.assert_allclose(Pt, scipy.linalg.expm(np.asarray(Abar) * (1.0 - t)), rtol=1e-8, atol=1e-9)
 
 
@@ -117,27 +118,35 @@ def test_neural_ode_backward_is_flow_jacobian():
         d, eps = 3, 1e-4
         tr = bp.random_trend(jax.random.PRNGKey(1), d)
         trend = lambda t: bp.trend_eval(tr, t)  # noqa: E731
-        x = jax.random.normal(jax.random.PRNGKey(2), (d,), jnp.float64)
+        x = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (d,), jnp.float64))
 
         @jax.jit
-        def both(x):
+        def solve(x):  # one program for x and its 2d perturbations (unbatched: compiles faster than a vmapped solve)
             sol = bp.forward_ode(x, trend, activation="csoftplus")
             P = bp.backward_ode(jnp.array([0.0, 0.5, 1.0]), trend, H=sol.evaluate, activation="csoftplus")
-            H1 = jax.vmap(lambda z: bp.forward_ode(z, trend, activation="csoftplus").evaluate(1.0))
-            E = eps * jnp.eye(d)
-            plus, minus = jnp.split(H1(jnp.concatenate([x + E, x - E])), 2)  # one vmapped solve
-            flow = ((plus - minus) / (2 * eps)).T  # column j = dH_1/dx_j
-            return P, flow
+            return P, sol.evaluate(1.0)
 
-        P, flow = both(x)
+        P = np.asarray(solve(x)[0])
+        H1 = lambda z: np.asarray(solve(z)[1])  # noqa: E731
+        E = eps * np.eye(d)
+        flow = np.stack([(H1(x + E[j]) - H1(x - E[j])) / (2 * eps) for j in range(d)], axis=1)  # column j = dH_1/dx_j
         np.testing.assert_allclose(P[0], flow, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(P[-1], np.eye(d), atol=1e-14)
         assert np.max(np.abs(P[0] - np.eye(d))) > 0.1  # non-trivial instance
 
 
 # One compiled program per Regime-1 case (AA Thm 4), shared by the rate and the per-path tests:
-# regime1_path_errors on two smooth random trends (one key each), depths 8, 32, 128.
+# regime1_path_errors on two smooth random trends (one key each), depths 8, 32, 128. The program is
+# for one key, called once per key: a vmapped diffrax solve (batched adaptive while loop) compiles
+# about 1.5x slower than the unbatched one, and the two calls take milliseconds.
 REGIME1_DEPTHS = (8, 32, 128)
+
+
+def _per_key(fn, keys):
+    """{name: (keys, ...)}: the jitted per-key ``fn`` called on each key, results stacked."""
+    f = jax.jit(fn)
+    rs = [f(k) for k in np.asarray(keys)]  # (numpy rows: iterating a jax array compiles an unstack)
+    return {name: np.stack([np.asarray(r[name]) for r in rs]) for name in rs[0]}
 
 
 @pytest.fixture(scope="module")
@@ -145,12 +154,10 @@ def regime1():
     """{alpha: per-path errors}: alpha = 1 the neural-ODE case (tanh), alpha = 1/2 the linear case
     (tanh and csoftplus, one limit solve for both)."""
     keys = jax.random.split(jax.random.PRNGKey(3), 2)
-    out = {}
     with jax.enable_x64(True):
-        for alpha, acts in ((1.0, ("tanh",)), (0.5, ("tanh", "csoftplus"))):
-            out[alpha] = jax.jit(jax.vmap(lambda k: bp.regime1_path_errors(  # noqa: B023
-                k, depths=REGIME1_DEPTHS, width=3, activations=acts, alpha=alpha)))(keys)  # noqa: B023
-    return {a: {k: np.asarray(v) for k, v in r.items()} for a, r in out.items()}
+        return {alpha: _per_key(partial(bp.regime1_path_errors, depths=REGIME1_DEPTHS, width=3, activations=acts,
+                                        alpha=alpha), keys)
+                for alpha, acts in ((1.0, ("tanh",)), (0.5, ("tanh", "csoftplus")))}
 
 
 @pytest.mark.parametrize("node,activation,rate", [(True, "tanh", 1.0), (False, "tanh", 1.0), (False, "csoftplus", 0.5)])
@@ -171,37 +178,66 @@ def _brownian(key, n, d):
     return dWA, dWb, PiecewiseLinearPath.from_increments(dWA), PiecewiseLinearPath.from_increments(dWb)
 
 
-def test_phi_times_inverse_is_identity():
+PHI_N_COARSE, PHI_N_FINE = 2**7, 2**11
+
+
+def _phi_sde_runs(activation, n_paths=16, d=3):
+    """Per fine path (one key each), the joint Ito solve of (H, Phi, Psi = Phi^{-1}) on a coarse
+    (2^7 steps) and a fine (2^11) grid, and a Stratonovich (Heun) solve on the fine grid:
+    ``{(n, solver): {"defect": Phi_t Psi_t - I at t = k/16}}``; the fine Euler solve adds
+    ``li``: sup_k ||J^euler - Phi_1 Phi_{k/16}^{-1}||^2 of the Li et al. adjoint solved by Euler
+    (backward Ito) with the Ito drift, and ``dH``: max |H - H^ref| over the fine knots, H of the
+    joint solve, H^ref the forward SDE of resnet_limits.limits (SP eq. 15). One program per
+    (n, solver), for one path at a time (smaller than the vmapped solve), shared by the tests."""
+    from resnet_limits.limits import BrownianQ, solve_sde, uniform_grid
+    from resnet_limits.models import get_activation
+
+    x = np.ones(d) / np.sqrt(d)
+    sup_sq = lambda A, B: jnp.max(jnp.sum((A - B) ** 2, axis=(-2, -1)))  # noqa: E731
+
+    def one(n, solver, key):
+        _, _, WA, Wb = _brownian(key, n, d)
+        extras = solver == "euler" and n == PHI_N_FINE
+        ts = uniform_grid(16)
+        sol = bp.solve_phi_sde(x, WA, Wb, ts, activation=activation, with_inverse=True, solver=solver,
+                               save_fine_H=extras)
+        out = {"defect": sol.Phi @ sol.Psi - jnp.eye(d)}
+        if extras:
+            li_euler = bp.li_adjoint(WA, sol.H_fine, ts, activation=activation, stratonovich_drift=False, solver="euler")
+            H_ref = solve_sde(x, WA, Wb, uniform_grid(n), d2_at_0=get_activation(activation).d2_at_0, Q=BrownianQ())
+            out.update(li=sup_sq(li_euler, sol.jacobian_limit()), dH=jnp.max(jnp.abs(H_ref - sol.H_fine)))
+        return out
+
+    keys = jax.random.split(jax.random.PRNGKey(5), n_paths)
+    with jax.enable_x64(True):
+        return {(n, solver): _per_key(partial(one, n, solver), keys)
+                for n, solver in ((PHI_N_COARSE, "euler"), (PHI_N_FINE, "euler"), (PHI_N_FINE, "heun"))}
+
+
+@pytest.fixture(scope="module")
+def phi_sde():
+    """``phi_sde(activation)``: :func:`_phi_sde_runs`, computed once per activation."""
+    return functools.cache(_phi_sde_runs)
+
+
+def test_phi_times_inverse_is_identity(phi_sde):
     """Phi_t Psi_t = I along the Ito solve, Psi the SDE solution for Phi^{-1} (with its Ito
     correction C = I/d^2); the defect vanishes as the fine grid refines. A Stratonovich solver
     (Heun) on the same equations drifts to Psi Phi ~ exp(t C), as Ito's formula predicts."""
-    from resnet_limits.limits import uniform_grid
-
-    activation = "csoftplus"  # sigma''(0) != 0: the Ito drift of Phi and of Psi are both active
-    with jax.enable_x64(True):
-        d = 3
-        x = jnp.ones(d) / np.sqrt(d)
-
-        @partial(jax.jit, static_argnums=(0, 1))
-        def one(n, solver, key):  # one path at a time: a smaller program than the vmapped solve
-            _, _, WA, Wb = _brownian(key, n, d)
-            sol = bp.solve_phi_sde(x, WA, Wb, uniform_grid(16), activation=activation, with_inverse=True, solver=solver)
-            return sol.Phi @ sol.Psi - jnp.eye(d)
-
-        keys = jax.random.split(jax.random.PRNGKey(5), 16)
-        defect = lambda n, solver, keys: jnp.stack([one(n, solver, k) for k in keys])  # noqa: E731
-        coarse = defect(2**7, "euler", keys)
-        fine = defect(2**11, "euler", keys)
-        e_c = float(jnp.mean(jnp.max(jnp.sum(coarse**2, axis=(-2, -1)), axis=1)))
-        e_f = float(jnp.mean(jnp.max(jnp.sum(fine**2, axis=(-2, -1)), axis=1)))
-        assert e_f < 2e-3 and e_f < e_c / 4, (e_c, e_f)
-        heun = defect(2**11, "heun", keys)
-        # Stratonovich: Psi Phi - I ~ t C = t I/d^2 at t = 1, mean over paths
-        np.testing.assert_allclose(jnp.mean(heun[:, -1], axis=0), np.eye(d) / d**2, atol=0.03)
+    d = 3
+    runs = phi_sde("csoftplus")  # sigma''(0) != 0: the Ito drift of Phi and of Psi are both active
+    coarse, fine = runs[PHI_N_COARSE, "euler"]["defect"], runs[PHI_N_FINE, "euler"]["defect"]
+    e_c = float(np.mean(np.max(np.sum(coarse**2, axis=(-2, -1)), axis=1)))
+    e_f = float(np.mean(np.max(np.sum(fine**2, axis=(-2, -1)), axis=1)))
+    assert e_f < 2e-3 and e_f < e_c / 4, (e_c, e_f)
+    heun = runs[PHI_N_FINE, "heun"]["defect"]
+    # Stratonovich: Psi Phi - I ~ t C = t I/d^2 at t = 1, mean over paths
+    np.testing.assert_allclose(np.mean(heun[:, -1], axis=0), np.eye(d) / d**2, atol=0.03)
 
 
 # One compiled program for Regime 2 (AA Thm 5), shared by the rate test and the per-path test:
-# regime2_path_errors (Li et al. adjoint included) on 32 fine paths of 2^9 steps, depths 4, 16, 64.
+# regime2_path_errors (Li et al. adjoint included) on 32 fine paths of 2^9 steps, depths 4, 16, 64
+# (one key per call, as for Regime 1).
 REGIME2_DEPTHS = (4, 16, 64)
 
 
@@ -209,37 +245,12 @@ REGIME2_DEPTHS = (4, 16, 64)
 def regime2():
     keys = jax.random.split(jax.random.PRNGKey(6), 32)
     with jax.enable_x64(True):
-        r = jax.jit(jax.vmap(lambda k: bp.regime2_path_errors(
-            k, depths=REGIME2_DEPTHS, width=3, n_fine=2**9, activations=("tanh", "csoftplus"), li=True)))(keys)
-    return {k: np.asarray(v) for k, v in r.items()}
-
-
-def _regime2_euler_adjoint_and_H(activation, n_paths=32, n=2**9, Lmax=64):
-    """Per path: sup_k ||J^euler - Phi_1 Phi_{k/L}^{-1}||^2 of the Li et al. adjoint solved by Euler
-    (backward Ito) with the Ito drift, and max |H - H^ref| between the H of the joint solve and the
-    forward SDE of resnet_limits.limits (SP eq. 15)."""
-    from resnet_limits.limits import BrownianQ, solve_sde, uniform_grid
-    from resnet_limits.models import get_activation
-
-    d = 3
-
-    def one(key):
-        kW, kx = jax.random.split(key)
-        dWA, dWb, WA, Wb = _brownian(kW, n, d)
-        x = jax.random.normal(kx, (d,), jnp.float64) / np.sqrt(d)
-        sol = bp.solve_phi_sde(x, WA, Wb, uniform_grid(Lmax), activation=activation, save_fine_H=True)
-        li_euler = bp.li_adjoint(WA, sol.H_fine, uniform_grid(Lmax), activation=activation,
-                                 stratonovich_drift=False, solver="euler")
-        H_ref = solve_sde(x, WA, Wb, uniform_grid(Lmax), d2_at_0=get_activation(activation).d2_at_0, Q=BrownianQ())
-        return sup_sq(li_euler, sol.jacobian_limit()), jnp.max(jnp.abs(H_ref - sol.H))
-
-    sup_sq = lambda A, B: jnp.max(jnp.sum((A - B) ** 2, axis=(-2, -1)))  # noqa: E731
-    li_euler, dH = jax.jit(jax.vmap(one))(jax.random.split(jax.random.PRNGKey(6), n_paths))
-    return float(li_euler.mean()), float(dH.max())
+        return _per_key(partial(bp.regime2_path_errors, depths=REGIME2_DEPTHS, width=3, n_fine=2**9,
+                                activations=("tanh", "csoftplus"), li=True), keys)
 
 
 @pytest.mark.parametrize("activation", ["csoftplus"])
-def test_regime2_error_decreases_with_depth_and_li_adjoint(regime2, activation):
+def test_regime2_error_decreases_with_depth_and_li_adjoint(regime2, phi_sde, activation):
     """E sup_k ||J_k - Phi_1 Phi_{k/L}^{-1}||^2 decreases with L (AA Thm 5, rate ~ 1/L); the Li
     et al. adjoint in Stratonovich form agrees with Phi_1 Phi_t^{-1} up to the fine-grid error, an
     Euler (backward Ito) version with the Ito drift agrees to round-off for tanh, and the naive one
@@ -251,10 +262,11 @@ def test_regime2_error_decreases_with_depth_and_li_adjoint(regime2, activation):
     assert -1.4 < slope < -0.7, (errs, slope)
     assert li < 1e-3 and li < errs[-1], (li, errs)
     assert naive > 10 * li, (naive, li)
-    with jax.enable_x64(True):
-        li_euler, dH = _regime2_euler_adjoint_and_H(activation)
+    fine_euler = phi_sde(activation)[PHI_N_FINE, "euler"]  # 16 fine paths of 2^11 steps
+    li_euler, dH = float(fine_euler["li"].mean()), float(fine_euler["dH"].max())
     assert dH < 1e-12  # the H of the joint solve is the forward SDE of resnet_limits.limits (SP eq. 15)
-    assert li_euler < (1e-20 if activation == "tanh" else 1e-6), li_euler
+    # csoftplus: ~ 1/n^2 (3.5e-6 at n = 2^7, 8.8e-8 at 2^9, 1.0e-8 at 2^11): the bound scales with the grid
+    assert li_euler < (1e-20 if activation == "tanh" else 1e-7), li_euler
 
 
 def test_phi_sde_trend_term_and_qv_object():
@@ -264,35 +276,34 @@ def test_phi_sde_trend_term_and_qv_object():
 
     with jax.enable_x64(True):
         d, n = 3, 2**10
-        Abar = 0.7 * jax.random.normal(jax.random.PRNGKey(7), (d, d), jnp.float64)
-        _, C = bp._qv_parts(brownian_qv(4, d), d)
-        np.testing.assert_allclose(C(0.3), np.eye(d) / d**2, atol=1e-15)
-        zero_qv = QuadraticVariation(jnp.zeros((n, d, d + 1, d + 1)))
-        WA = PiecewiseLinearPath(jnp.zeros((n + 1, d, d)))
-        Wb = PiecewiseLinearPath(jnp.zeros((n + 1, d)))
+        A = 0.7 * np.asarray(jax.random.normal(jax.random.PRNGKey(7), (d, d), jnp.float64))
         ts = uniform_grid(8)
 
         @jax.jit
-        def run(x):
-            sol = bp.solve_phi_sde(x, WA, Wb, ts, activation="csoftplus", qv=zero_qv, Abar=lambda t: Abar,
+        def run(x):  # everything in one program (no eager op-by-op compiles)
+            _, C = bp._qv_parts(brownian_qv(4, d), d)
+            zero_qv = QuadraticVariation(jnp.zeros((n, d, d + 1, d + 1)))
+            WA = PiecewiseLinearPath(jnp.zeros((n + 1, d, d)))
+            Wb = PiecewiseLinearPath(jnp.zeros((n + 1, d)))
+            sol = bp.solve_phi_sde(x, WA, Wb, ts, activation="csoftplus", qv=zero_qv, Abar=lambda t: A,
                                    with_inverse=True, save_fine_H=True)
-            J_li = bp.li_adjoint(WA, sol.H_fine, ts, activation="csoftplus", qv=zero_qv, Abar=lambda t: Abar)
-            return sol, J_li
+            J_li = bp.li_adjoint(WA, sol.H_fine, ts, activation="csoftplus", qv=zero_qv, Abar=lambda t: A)
+            return C(0.3), sol.Phi, sol.Psi, J_li, sol.jacobian_limit()
 
-        sol, J_li = run(jnp.ones(d))
-        A = np.asarray(Abar)
+        C, Phi, Psi, J_li, J_lim = (np.asarray(v) for v in run(jnp.ones(d)))
+        np.testing.assert_allclose(C, np.eye(d) / d**2, atol=1e-15)
         for k, t in enumerate(np.asarray(ts)):
             m = int(round(t * n))
             # Euler on the fine grid, exactly: Phi = (I + A/n)^m, Psi = (I - A/n)^m
-            np.testing.assert_allclose(sol.Phi[k], np.linalg.matrix_power(np.eye(d) + A / n, m), atol=1e-12)
-            np.testing.assert_allclose(sol.Psi[k], np.linalg.matrix_power(np.eye(d) - A / n, m), atol=1e-12)
-            np.testing.assert_allclose(sol.Phi[k], scipy.linalg.expm(A * t), atol=1e-2)
+            np.testing.assert_allclose(Phi[k], np.linalg.matrix_power(np.eye(d) + A / n, m), atol=1e-12)
+            np.testing.assert_allclose(Psi[k], np.linalg.matrix_power(np.eye(d) - A / n, m), atol=1e-12)
+            np.testing.assert_allclose(Phi[k], scipy.linalg.expm(A * t), atol=1e-2)
             np.testing.assert_allclose(J_li[k], scipy.linalg.expm(A * (1 - t)), atol=5e-6)  # Heun: O(1/n^2)
-            np.testing.assert_allclose(sol.jacobian_limit()[k], scipy.linalg.expm(A * (1 - t)), atol=1e-2)
+            np.testing.assert_allclose(J_lim[k], scipy.linalg.expm(A * (1 - t)), atol=1e-2)
 
 
 def test_regime1_path_errors_shrink_with_depth(regime1):
-    """The per-path errors of the study (AA Thm 4): one key per path, vmapped; both cases."""
+    """The per-path errors of the study (AA Thm 4): one key per path; both cases."""
     for alpha, acts in ((1.0, ("tanh",)), (0.5, ("tanh", "csoftplus"))):
         r = regime1[alpha]
         assert set(r) == {f"{a}:{m}" for a in acts for m in ("errors", "grad_errors")}
