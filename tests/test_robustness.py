@@ -197,17 +197,32 @@ def test_a_depth_claimed_by_a_live_process_elsewhere_is_left_to_it(run, capsys):
     assert claim.exists() and finished_depths(run) == [3, 4, 6]
 
 
-def test_two_processes_share_one_grid(tmp_path):
+def test_two_processes_share_one_grid(tmp_path, capsys, finished_run):
+    """The console command in a fresh process and main() in this one, on one folder: this one
+    starts once the other holds its first depth (with the programs of this sweep compiled here
+    by ``finished_run``, so that it takes the next depths before the other can), so both train
+    some."""
     out, depths = tmp_path / "run", [3, 4, 5, 6, 7, 8]
-    argv = [sys.executable, "-m", "resnet_limits.cli", *_sweep(out, *depths)]
-    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], results
+    other = subprocess.Popen([sys.executable, "-m", "resnet_limits.cli", *_sweep(out, *depths)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while not (out / "depths" / "L00003.claim").exists() and not (out / "depths" / "L00003.json").exists():
+            assert other.poll() is None and time.time() < deadline, \
+                other.communicate()[1][-2000:] if other.poll() is not None else "it held no depth in 4 minutes"
+            time.sleep(0.01)
+        assert main(_sweep(out, *depths)) == 0
+        results = [other.communicate(timeout=300), (capsys.readouterr().out, "")]
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
+    assert other.returncode == 0, results
     mine = [set(map(int, re.search(r"this process trained \d+: ([\d ]+)", o)[1].split())) for o, _ in results]
     assert mine[0] and mine[1] and not mine[0] & mine[1] and mine[0] | mine[1] == set(depths)
     pids = {L: json.loads((out / "depths" / f"L{L:05d}.json").read_text())["pid"] for L in depths}
-    for p, trained in zip(procs, mine):
-        assert {L for L, pid in pids.items() if pid == p.pid} == trained
+    for pid, trained in zip((other.pid, os.getpid()), mine):
+        assert {L for L, p in pids.items() if p == pid} == trained
     assert not list(out.rglob("*.claim")) and not list(out.rglob("*.tmp"))
 
 

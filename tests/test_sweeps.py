@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -105,37 +106,60 @@ def test_dataset_for_is_the_training_data():
     assert a.x_train.shape == (1024, 10) and a.x_test.shape == (256, 10)
 
 
+# The process of the killed sweep, set up by main() as the command line's is: first the whole sweep
+# into FRESH (the reference, made under the CLI's XLA flags, which change float32 results at the
+# last bit), then the same sweep into KILLED, SIGKILLed once depth DEEP is trained but before it is
+# written: it holds DEEP's claim, and the folder is what a kill at any moment of DEEP's training
+# leaves (nothing of a depth is written before its training ends). A fixed point rather than a
+# race with a long training, so every depth can be small (one compiled program serves them all).
+KILLED_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    from resnet_limits.cli import main
+
+    fresh, killed, deep, argv = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+    assert main([*argv, "--out", fresh]) == 0
+    from resnet_limits.sweeps import fc
+
+    train_seeds = fc.train_seeds
+
+    def train_then_die(keys, depth, *args, **kwargs):
+        result = train_seeds(keys, depth, *args, **kwargs)
+        if depth == deep:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    fc.train_seeds = train_then_die
+    main([*argv, "--out", killed])
+    sys.exit("the sweep was not killed")
+""")
+
+
 def test_killed_sweep_resumes_with_the_same_results(tmp_path):
-    args = ["sweep", "tanh-synthetic", "--depths", "2", "3", "4000", "--seeds", "2", "--epochs", "1",
+    deep = 5
+    args = ["sweep", "tanh-synthetic", "--depths", "2", "3", str(deep), "--seeds", "1", "--epochs", "1",
             "--max-updates", "32", "--no-progress"]
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "resnet_limits.cli", *args, "--out", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not (killed / "depths" / "L00003.json").exists():
-        assert proc.poll() is None and time.time() < deadline, "sweep ended before it could be killed"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert finished_depths(killed) == [2, 3]  # 4000 was still training
+    fresh, killed = tmp_path / "fresh", tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", KILLED_CHILD, str(fresh), str(killed), str(deep), *args],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert finished_depths(fresh) == [2, 3, deep]
+    assert finished_depths(killed) == [2, 3]  # deep was not written
+    assert (killed / "depths" / f"L{deep:05d}.claim").exists()  # held by the killed process
     before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (killed / "depths").glob("L0000[23].*")}
-    # rerun the same command; every run is a fresh process, as a user's would be (the CLI sets
-    # XLA flags at start-up, which changes float32 results at the last bit)
-    cli = lambda out: subprocess.run([sys.executable, "-m", "resnet_limits.cli", *args, "--out", str(out)],
-                                     capture_output=True, text=True, timeout=600)
-    rerun = cli(killed)
+    # rerun the same command, in a fresh process as a user's would be
+    rerun = subprocess.run([sys.executable, "-m", "resnet_limits.cli", *args, "--out", str(killed)],
+                           capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"depth {deep}: taking over from " in rerun.stderr  # the dead process's claim
     after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (killed / "depths").glob("L0000[23].*")}
     assert before == after  # finished depths untouched
-    assert finished_depths(killed) == [2, 3, 4000]
-    fresh = tmp_path / "fresh"
-    assert cli(fresh).returncode == 0
-    for L in (2, 3, 4000):
+    assert finished_depths(killed) == [2, 3, deep]
+    for L in (2, 3, deep):
         (pk, mk), (pf, mf) = load_depth(killed, L), load_depth(fresh, L)
         np.testing.assert_array_equal(pk.A, pf.A)
         np.testing.assert_array_equal(pk.delta, pf.delta)
         assert mk["train_loss"] == mf["train_loss"]
-    assert not list(killed.rglob("*.tmp"))
+    assert not list(killed.rglob("*.tmp")) and not list(killed.rglob("*.claim"))
 
 
 # ------------------------------------------------ run folders of any sweep (folder, claims, driver)

@@ -137,34 +137,70 @@ def test_the_parent_reaps_a_dead_worker_and_says_what_it_held(tmp_path):
 
 TINY = ["--seeds", "1", "--epochs", "1", "--max-updates", "16", "--devices", "1"]
 
+# sitecustomize.py of the workers of the test below (on their PYTHONPATH; imported when Python
+# starts, before the CLI's main): the first worker to train depth $TEST_HANG_DEPTH writes its pid
+# to $TEST_HANG_MARK and stops there, holding its claim (as in a long training), until it is
+# killed; the one that takes the depth over trains it. JAX is imported here, its backend not yet
+# started: the CLI still sets it up.
+HANG = textwrap.dedent("""
+    import os
+
+    if os.environ.get("RESNET_LIMITS_WORKER") is not None:
+        import time
+
+        from resnet_limits.sweeps import fc
+
+        train_seeds = fc.train_seeds
+
+        def train_seeds_or_hang(keys, depth, *args, **kwargs):
+            if depth == int(os.environ["TEST_HANG_DEPTH"]):
+                try:
+                    fd = os.open(os.environ["TEST_HANG_MARK"], os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                except FileExistsError:
+                    pass  # taking it over from the killed one
+                else:
+                    os.write(fd, str(os.getpid()).encode())
+                    os.close(fd)
+                    time.sleep(300)
+            return train_seeds(keys, depth, *args, **kwargs)
+
+        fc.train_seeds = train_seeds_or_hang
+""")
+
 
 def test_two_workers_share_a_sweep_and_take_over_a_killed_ones_depth(tmp_path, procs):
-    """Two workers on depths 3 and 2000; the one that claims 2000 is killed: the other trains it
-    within seconds (its pid is reaped at once), every depth once, exit code 3 and one line."""
-    out = tmp_path / "run"
+    """Two workers on depths 3 and 5; the one training 5 (held there by HANG) is killed: the other
+    trains it within seconds (its pid is reaped at once), every depth once, exit code 3 and one line."""
+    out, deep, hung = tmp_path / "run", 5, tmp_path / "hung"
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(HANG)
+    env = dict(os.environ, TEST_HANG_DEPTH=str(deep), TEST_HANG_MARK=str(hung),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
     procs.append(subprocess.Popen(
         [sys.executable, "-m", "resnet_limits.cli", "sweep", "tanh-synthetic", "--out", str(out), "--depths", "3",
-         "2000", "--workers", "2", *TINY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+         str(deep), "--workers", "2", *TINY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
     deadline = time.time() + 240
-    claim = out / "depths" / "L02000.claim"
     while True:
         assert procs[0].poll() is None and time.time() < deadline, "the sweep ended before a worker could be killed"
         try:
-            victim = json.loads(claim.read_text())["pid"]
+            victim = int(hung.read_text())
+            holder = json.loads((out / "depths" / f"L{deep:05d}.claim").read_text())["pid"]
             break
         except (OSError, ValueError, KeyError):
             time.sleep(0.02)
+    assert holder == victim  # it holds the depth it is training
     os.kill(victim, signal.SIGKILL)
     killed = time.time()
     stdout, stderr = procs[0].communicate(timeout=240)
     assert procs[0].returncode == distributed.EXIT_FAILED, stderr
     lines = stderr.strip().splitlines()
-    dead = [ln for ln in lines if f"(pid {victim}) was killed by SIGKILL while training L=2000" in ln]
+    dead = [ln for ln in lines if f"(pid {victim}) was killed by SIGKILL while training L={deep}" in ln]
     assert len(dead) == 1 and "the other workers take it over" in dead[0], stderr
-    assert any(re.search(rf"worker \d: depth 2000: taking over from \S+:{victim}", ln) for ln in lines), stderr
+    assert any(re.search(rf"worker \d: depth {deep}: taking over from \S+:{victim}", ln) for ln in lines), stderr
     assert all(ln.startswith("resnet-limits: ") for ln in lines) and "Traceback" not in stderr
-    assert finished_depths(out) == [3, 2000]
-    meta = {L: json.loads((out / "depths" / f"L{L:05d}.json").read_text()) for L in (3, 2000)}
-    assert meta[2000]["pid"] != victim and time.time() - killed < 120  # not the 5 minutes of a silent host
+    assert finished_depths(out) == [3, deep]
+    meta = {L: json.loads((out / "depths" / f"L{L:05d}.json").read_text()) for L in (3, deep)}
+    assert meta[deep]["pid"] != victim and time.time() - killed < 120  # not the 5 minutes of a silent host
     assert "2 depths finished" in stdout and not list(out.rglob("*.claim"))
     assert not list(out.rglob("*.tmp"))
