@@ -32,17 +32,22 @@ __all__ = [
     "tune_xla_cpu",
     "usable_cores",
     "use_host_devices",
+    "xla_flag_given",
 ]
 
 #: The environment variable naming the compilation cache's folder.
 CACHE_ENV = "RESNET_LIMITS_CACHE"
 
 
+def xla_flag_given(name: str) -> bool:
+    """Whether ``XLA_FLAGS`` sets the XLA flag ``name`` (the user's choice, which wins)."""
+    return name in os.environ.get("XLA_FLAGS", "")
+
+
 def _add_xla_flag(name: str, value) -> None:
     """Append ``--name=value`` to ``XLA_FLAGS`` unless the user set that flag already."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if name not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --{name}={value}".strip()
+    if not xla_flag_given(name):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{name}={value}".strip()
 
 
 def tune_xla_cpu() -> None:

@@ -27,12 +27,13 @@ def pytest_configure(config):
         return
     from helpers import TEST_XLA_FLAGS
 
+    from resnet_limits.runtime import xla_flag_given
+
     # as the CLI does (runtime.tune_xla_cpu): several OpenBLAS threads make the tests' small
     # scipy/numpy LAPACK calls hundreds of times slower right after XLA work in the same process
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_backend_optimization_level" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {TEST_XLA_FLAGS}".strip()
+    if not xla_flag_given("xla_backend_optimization_level"):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
     import shutil
     import tempfile
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 from typing import Callable, NamedTuple, Optional
 
 import jax
@@ -44,6 +43,7 @@ from tqdm import tqdm
 from resnet_limits.data import Dataset
 from resnet_limits.scaling.denoised import pad_depth
 from resnet_limits.errors import UsageError
+from resnet_limits.runtime import xla_flag_given
 from resnet_limits.models import (
     DELTA_MODES,
     depth_capacity,
@@ -457,7 +457,7 @@ _LIGHT = {"xla_backend_optimization_level": 1}
 
 def _light() -> dict:
     """:data:`_LIGHT`, or nothing where ``XLA_FLAGS`` sets the optimisation level itself."""
-    return {} if "xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", "") else _LIGHT
+    return {} if xla_flag_given("xla_backend_optimization_level") else _LIGHT
 
 
 def _init_padded(key, depth, s_A, s_b, delta0, *, capacity: int, width: int, graph: _Graph) -> _State:
