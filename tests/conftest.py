@@ -24,6 +24,7 @@ def pytest_configure(config):
     optimisation level (``helpers.TEST_XLA_FLAGS``, unless ``XLA_FLAGS`` already sets one); xdist
     workers and subprocesses inherit both."""
     if hasattr(config, "workerinput"):  # an xdist worker: the controller has set it up
+        _share_compiled_programs()
         return
     from helpers import TEST_XLA_FLAGS
 
@@ -40,3 +41,13 @@ def pytest_configure(config):
     cache = tempfile.mkdtemp(prefix="resnet-limits-tests-jax-cache-")
     os.environ.setdefault("RESNET_LIMITS_CACHE", cache)
     config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+    _share_compiled_programs()
+
+
+def _share_compiled_programs():
+    """This test process uses the run's compilation cache from its first compile on, as its
+    children do: the programs the workers, the CLI's children and the notebooks' kernels have
+    in common compile once."""
+    from resnet_limits.runtime import enable_compile_cache
+
+    enable_compile_cache()

@@ -55,13 +55,16 @@ def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
 
 
 def test_compile_cache_writes_programs(tmp_path):
-    """`enable_compile_cache` (on by default in the CLI) stores compiled programs in its folder."""
+    """`enable_compile_cache` (on by default in the CLI) stores compiled programs in its folder,
+    also when the process compiled before it was called (as in a notebook)."""
     code = (
+        "import sys\n"
         "from resnet_limits.runtime import enable_compile_cache\n"
         "import jax, jax.numpy as jnp\n"
-        "enable_compile_cache()\n"
+        "jax.config.update('jax_compilation_cache_dir', None)\n"
+        "jax.jit(lambda x: jnp.cos(x) + 1)(jnp.ones(3)).block_until_ready()  # not kept\n"
+        "enable_compile_cache(sys.argv[1])\n"
         "jax.jit(lambda x: jnp.sin(x) * 2)(jnp.ones(3)).block_until_ready()\n"
     )
-    env = dict(os.environ, RESNET_LIMITS_CACHE=str(tmp_path / "cache"))
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
-    assert any((tmp_path / "cache").iterdir())
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "cache")], check=True, timeout=120)
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # the program compiled after it
