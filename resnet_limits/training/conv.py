@@ -187,8 +187,10 @@ def _replicated(n: int) -> Optional[NamedSharding]:
 
 
 def _place(tree, n: int):
-    """Arrays of ``tree`` (host or device) replicated on the data mesh; on one device, the default one."""
-    return jax.tree.map(jnp.asarray, tree) if n == 1 else jax.device_put(tree, _replicated(n))
+    """Arrays of ``tree`` (host or device) replicated on the data mesh; on one device, committed
+    to the default one, as an orbax restore places them: a resumed run's state then has the
+    placement of a fresh one and reuses its compiled programs."""
+    return jax.device_put(tree, jax.local_devices()[0] if n == 1 else _replicated(n))
 
 
 def _split_batch(x: jax.Array, n: int, axis: int = 0) -> jax.Array:
@@ -419,7 +421,7 @@ def train_conv(
     init_key, data_key = jax.random.split(key)
     params = init_conv_params(init_key, depth, cfg.width)
     state = _State(params, make_conv_optimizer(cfg, n_train // cfg.batch_size).init(params))
-    state = _place(state, dp) if dp > 1 else state
+    state = _place(state, dp)
     meta = _run_meta(depth, cfg, data)
 
     mngr = None
