@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_HEARTBEAT_S",
     "DEFAULT_JOIN_S",
     "EXIT_FAILED",
+    "NATIVE_LINE",
     "WORKER_ENV",
     "Group",
     "WorkersReport",
@@ -479,8 +480,10 @@ def initialize(coordinator: Optional[str] = None, num_processes: Optional[int] =
 
 # the supervisor ------------------------------------------------------------------------
 
-#: A line of absl's native log (``E1206 04:38:40.734 25920 file.cc:12] ...``) or gloo's.
-_NATIVE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|\[Gloo\]|\*\*\* |\s+@\s+0x)")
+#: A line of a native log: absl's (``E1206 04:38:40.734 25920 file.cc:12] ...``), gloo's
+#: (``[Gloo] ...``, or ``[external/gloo/.../debug_logger.cc:25] ERROR failed to connect ...`` while
+#: a peer is gone) or a native stack trace's.
+NATIVE_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|\[Gloo\]|\[[\w./+-]+\.(?:cc|cpp|h):\d+\]|\*\*\* |\s+@\s+0x)")
 _FATAL = "Terminating process because the JAX distributed service detected fatal errors"
 
 
@@ -521,7 +524,7 @@ def supervise(command: Sequence[str], *, say: Callable[[str], None] = _say_defau
                 open_streams -= 1
                 continue
             kept.append(line)
-            if _NATIVE.match(line):
+            if NATIVE_LINE.match(line):
                 native = True
                 continue
             if kind == "out":

@@ -20,6 +20,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -84,7 +85,7 @@ def _joined_pid(lines) -> int:
 
 def _clean(lines) -> bool:
     """No traceback and no native log (absl, gloo) among a process's stderr lines."""
-    return not any("Traceback" in ln or distributed._NATIVE.match(ln) for ln in lines)
+    return not any("Traceback" in ln or distributed.NATIVE_LINE.match(ln) for ln in lines)
 
 
 def _weights(run, depths):
@@ -144,6 +145,46 @@ def test_when_one_process_dies_the_other_ends_with_one_line(tmp_path, group, vic
     os.unlink(log)
     os.unlink(re.search(r"its log in (\S+)\)$", g.err[victim][-1])[1])
     assert finished_depths(out) == []
+
+
+# A stand-in for the supervised child (``supervise``'s command): its own lines, native log lines
+# of gloo and absl among them, and (argv[1] == "fatal") the end JAX's distributed service gives
+# a process whose peer is gone: the fatal log line, then SIGABRT.
+NATIVE_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    say = lambda line: print(line, file=sys.stderr, flush=True)
+    say("resnet-limits: process 1 of 2 (host:1) joined the distributed run: 2 cpu devices in all, 1 here")
+    say("[external/gloo/gloo/transport/tcp/debug_logger.cc:25] ERROR failed to connect, willRetry=1, retry=1")
+    say("[Gloo] Rank 1 is connected to 1 peer ranks. Expected number of connected peer ranks is : 1")
+    print("process 1 of 2 took part in 0 depths", flush=True)
+    if sys.argv[1] == "fatal":
+        say("E1206 04:38:40.734521 25920 client.cc:12] Terminating process because the JAX distributed service "
+            "detected fatal errors. This most likely indicates that another task died; the first error is:")
+        say("    heartbeat timeout: task /job:jax_worker/replica:0/task:0 is unhealthy")
+        say("*** SIGABRT received by PID 25920 (TID 25920) on cpu 1 from PID 25920; stack trace: ***")
+        say("    @     0x7f0e1c04251f  (unknown)")
+        os.kill(os.getpid(), signal.SIGABRT)
+""")
+
+
+@pytest.mark.parametrize("end", ["clean", "fatal"])
+def test_the_supervisor_passes_its_childs_lines_and_keeps_native_logs(end, capsys):
+    said: list[str] = []
+    code = distributed.supervise([sys.executable, "-c", NATIVE_CHILD, end], say=said.append, label="process 1")
+    out, err = capsys.readouterr()
+    assert out == "process 1 of 2 took part in 0 depths\n"
+    assert err.splitlines() == ["resnet-limits: process 1 of 2 (host:1) joined the distributed run: 2 cpu devices "
+                                "in all, 1 here"]  # gloo's and absl's lines are kept, not shown
+    if end == "clean":
+        assert code == 0 and said == []
+        return
+    assert code == distributed.EXIT_FAILED and len(said) == 1
+    assert said[0].startswith("error: process 1 was stopped by JAX's distributed service: a process stopped sending "
+                              "heartbeats (another process of the run died or cannot be reached); ")
+    log = re.search(r"JAX's log in (\S+)\)$", said[0])[1]
+    text = open(log).read()
+    os.unlink(log)
+    assert "debug_logger.cc:25] ERROR failed to connect" in text and "is unhealthy" in text
 
 
 def test_distributed_without_a_cluster_is_one_line(tmp_path):
