@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -19,18 +20,31 @@ def test_bad_devices_is_one_line(capsys):
     assert err == ["resnet-limits: error: argument --devices: devices must be >= 1, got 0"]
 
 
-def _sweep(tmp_path, devices: int):
-    out = tmp_path / f"dev{devices}"
-    env = xla_env(1)  # the CLI adds its own --devices
-    cmd = [sys.executable, "-m", "resnet_limits.cli", "sweep", "tanh-synthetic", "--depths", "3", "7",
-           "--seeds", "3", "--max-updates", "12", "--out", str(out), "--devices", str(devices),
-           "--no-progress", "--no-compile-cache"]
-    subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=300)
+ARGS = ["sweep", "tanh-synthetic", "--depths", "3", "7", "--seeds", "3", "--max-updates", "12", "--no-progress"]
+
+
+def _weights(out):
     return {L: np.load(out / "depths" / f"L{L:05d}.npz") for L in (3, 7)}
 
 
 def test_sweep_on_two_devices_equals_one_device(tmp_path):
-    one, two = _sweep(tmp_path, 1), _sweep(tmp_path, 2)
+    """The sweep on two host devices (a fresh process: the devices are made when JAX starts)
+    against the same sweep on this process's one device, run meanwhile."""
+    two_dir, one_dir = tmp_path / "dev2", tmp_path / "dev1"
+    child = subprocess.Popen([sys.executable, "-m", "resnet_limits.cli", *ARGS, "--out", str(two_dir), "--devices", "2"],
+                             env=xla_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # the CLI
+    try:  # adds its own device count
+        assert cli.main([*ARGS, "--out", str(one_dir), "--devices", "1"]) == 0
+        _, err = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, err[-2000:]
+    for folder, n in ((one_dir, 1), (two_dir, 2)):
+        meta = json.loads((folder / "depths" / "L00007.json").read_text())
+        assert (meta["devices"], meta["platform"]) == (n, "cpu")
+    one, two = _weights(one_dir), _weights(two_dir)
     for L in (3, 7):
         assert sorted(one[L].files) == sorted(two[L].files)
         for name in one[L].files:

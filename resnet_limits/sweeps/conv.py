@@ -101,7 +101,8 @@ def run_conv_sweep(
     def train_one(L: int):
         key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), L)
         res = train_conv(key, L, data["imgs"], tcfg, ckpt_dir=_ckpt_dir(out, L), progress=progress)
-        return _depth_files(L, res, tcfg.width)
+        arrays, metrics = _depth_files(L, res, tcfg.width)  # one network, its batch over data_parallel devices
+        return arrays, dict(metrics, devices=tcfg.data_parallel, platform=jax.default_backend())
 
     def saved(L: int) -> None:
         shutil.rmtree(_ckpt_dir(out, L), ignore_errors=True)

@@ -147,7 +147,8 @@ def run_sweep_report(
         result = train_seeds(keys, L, data["d"], tcfg, initial=nested_weights(cfg, L, keys), progress=progress)
         if progress:
             say_diverged(result, f"L={L}", say)
-        return depth_files(L, result)
+        arrays, metrics = depth_files(L, result)  # the seed axis was sharded over every device
+        return arrays, dict(metrics, devices=jax.device_count(), platform=jax.default_backend())
 
     def setup() -> SweepConfig:
         data["d"] = dataset_for(cfg)

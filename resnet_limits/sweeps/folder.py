@@ -4,7 +4,8 @@
 
     RUN_DIR/config.json          the resolved configuration (written once the data set has loaded)
     RUN_DIR/depths/L00003.npz    the arrays of one depth (all seeds)
-    RUN_DIR/depths/L00003.json   its metrics, plus "sha256" of the .npz, "host" and "pid" that trained it
+    RUN_DIR/depths/L00003.json   its metrics (with the "devices" and "platform" it trained on), plus
+                                 "sha256" of the .npz, "host" and "pid" that trained it
     RUN_DIR/depths/L00003.claim  present while a process trains that depth (see ``claims.py``)
 
 Every file is written atomically (temporary file in the same folder + ``os.replace``), the
