@@ -18,6 +18,18 @@ def mnist_dir():
     return Path(folder)
 
 
+@pytest.fixture(autouse=True)
+def _same_environment():
+    """Every test starts from the environment the run started with: the CLI called in a test
+    process sets XLA flags (host devices, Eigen) in ``os.environ`` for its own children, and a
+    later test's subprocess must not inherit them."""
+    before = dict(os.environ)
+    yield
+    if os.environ != before:
+        os.environ.clear()
+        os.environ.update(before)
+
+
 def pytest_configure(config):
     """The CLI's persistent compilation cache (on by default) goes to a fresh temporary folder for
     the test run, never into the user's ``~/.cache``, and XLA compiles at the test run's

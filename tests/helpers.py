@@ -10,8 +10,11 @@ from resnet_limits.run import Run
 #: suite compiles about twice as fast (measured on the backprop tests: 82 s -> 47 s on 2 cores)
 #: and every assertion is the same (a level set here also replaces the fc trainer's own level 1,
 #: ``training.fc._LIGHT``, so its programs still draw the per-depth programs' weights bit for bit).
-#: Users' runs keep their levels.
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+#: Users' runs keep their levels. Eigen's thread pool is off as the CLI turns it off
+#: (``runtime.tune_xla_cpu``), so that a network trained in a test process and the same network
+#: trained by a CLI child compile alike and agree to the last bit.
+TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
+                  "--xla_cpu_multi_thread_eigen=false")
 
 
 def xla_env(devices: int = 1, **extra) -> dict:

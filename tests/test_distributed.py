@@ -112,7 +112,7 @@ def test_two_processes_train_a_sweep_as_one(tmp_path, group, capsys):
     assert not list(two.rglob("*.claim")) and not (two / "error.log").exists()
 
 
-@pytest.mark.parametrize("victim", [1, 0])
+@pytest.mark.parametrize("victim", [pytest.param(1, marks=pytest.mark.slow), 0])  # 1: the heartbeat timeout (+5 s)
 def test_when_one_process_dies_the_other_ends_with_one_line(tmp_path, group, victim):
     """SIGKILL one process (1: the other stops hearing its heartbeats; 0: the coordinator goes)
     while depth 2000 trains: the other is ended by JAX's distributed service within the heartbeat

@@ -15,6 +15,7 @@ The per-path mathematics, and the table of cases with their expected rates, is
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -189,21 +190,28 @@ def convergence_study(cfg: StudyConfig, *, progress: bool = True) -> dict[str, A
     )
 
 
+@functools.partial(jax.jit, static_argnames=("width", "n_fine", "trend_scale", "shown"))
+def _trajectories(key: jax.Array, *, width: int, n_fine: int, trend_scale: float, shown: tuple[int, ...]):
+    """One fine path (SP §4): the times k/L_max, the Ito SDE with and without the correction on
+    them, and the hidden states h_k of the csoftplus network at each depth of ``shown``; one program."""
+    p = fine_path(key, width=width, n_fine=n_fine, trend_scale=trend_scale)
+    ts = uniform_grid(max(shown))
+    Hq = solve_sde(p.x, p.W_A, p.W_b, ts, d2_at_0=0.5, Q=BrownianQ(), Abar=p.Abar, bbar=p.bbar)
+    H0 = solve_sde(p.x, p.W_A, p.W_b, ts, Abar=p.Abar, bbar=p.bbar)
+    hs = tuple(forward(brownian_network(p.dW_A, p.dW_b, L, Abar=p.Abar, bbar=p.bbar), p.x, activation="csoftplus",
+                       delta_mode="none", return_hidden=True) for L in shown)
+    return ts, Hq, H0, hs
+
+
 def _trajectory_figure(cfg: StudyConfig, path: Path) -> str:
     """One fine path: coordinates of h_k (csoftplus network, a few depths) vs the Ito SDE with
     and without the correction."""
+    shown = (cfg.depths[0], cfg.depths[len(cfg.depths) // 2], max(cfg.depths))
     with jax.enable_x64(True):
         key = jax.random.split(jax.random.split(jax.random.PRNGKey(cfg.seed))[0], 1)[0]
-        p = fine_path(key, width=cfg.width, n_fine=cfg.n_fine, trend_scale=cfg.trend_scale)
-        L_max = max(cfg.depths)
-        ts = uniform_grid(L_max)
-        Hq = np.asarray(solve_sde(p.x, p.W_A, p.W_b, ts, d2_at_0=0.5, Q=BrownianQ(), Abar=p.Abar, bbar=p.bbar))
-        H0 = np.asarray(solve_sde(p.x, p.W_A, p.W_b, ts, Abar=p.Abar, bbar=p.bbar))
-        shown = [cfg.depths[0], cfg.depths[len(cfg.depths) // 2], L_max]
-        hs = {L: np.asarray(forward(brownian_network(p.dW_A, p.dW_b, L, Abar=p.Abar, bbar=p.bbar), p.x,
-                                    activation="csoftplus", delta_mode="none", return_hidden=True))
-              for L in shown}
-    return Path(plotting.save(plotting.paths_vs_limit(np.asarray(ts), Hq, H0, hs), path, dpi=130)).name
+        ts, Hq, H0, hs = jax.tree.map(np.asarray, _trajectories(key, width=cfg.width, n_fine=cfg.n_fine,
+                                                                trend_scale=float(cfg.trend_scale), shown=shown))
+    return Path(plotting.save(plotting.paths_vs_limit(ts, Hq, H0, dict(zip(shown, hs))), path, dpi=130)).name
 
 
 def _ode_figure(cfg: StudyConfig, cases: dict, path: Path) -> str:

@@ -100,7 +100,8 @@ def params_of(arrays: Mapping[str, np.ndarray]) -> ResNetParams:
 
 
 def depth_files(depth: int, result: TrainResult) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The arrays and metrics saved for one depth (``folder.save_depth`` adds checksum, host, pid)."""
+    """The arrays and metrics saved for one depth, trained in this process (``folder.save_depth``
+    adds checksum, host, pid)."""
     arrays = {"A": result.params.A, "b": result.params.b}
     if result.params.delta is not None:
         arrays["delta"] = result.params.delta
@@ -116,6 +117,8 @@ def depth_files(depth: int, result: TrainResult) -> tuple[dict[str, np.ndarray],
         "lr": [float(v) for v in result.lr],
         "adam_eps": None if result.adam_eps is None else [float(v) for v in result.adam_eps],  # null: SGD
         "loss_curve": curves,
+        "devices": jax.device_count(),  # the seed axis is sharded over every device
+        "platform": jax.default_backend(),
     }
     return arrays, metrics
 
@@ -147,8 +150,7 @@ def run_sweep_report(
         result = train_seeds(keys, L, data["d"], tcfg, initial=nested_weights(cfg, L, keys), progress=progress)
         if progress:
             say_diverged(result, f"L={L}", say)
-        arrays, metrics = depth_files(L, result)  # the seed axis was sharded over every device
-        return arrays, dict(metrics, devices=jax.device_count(), platform=jax.default_backend())
+        return depth_files(L, result)
 
     def setup() -> SweepConfig:
         data["d"] = dataset_for(cfg)
