@@ -186,7 +186,9 @@ def test_the_supervisor_passes_its_childs_lines_and_keeps_native_logs(end, capsy
 
 
 def test_distributed_without_a_cluster_is_one_line(tmp_path):
+    """The supervised child's line (the supervisor passes its lines on: the test above)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "PMI_", "JAX_COORD"))}
+    env[distributed.CHILD_ENV] = "1"
     proc = subprocess.run([sys.executable, "-m", "resnet_limits.cli", "sweep", *FC, "--out", str(tmp_path / "run"),
                            "--depths", "3", "--distributed"], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2

@@ -197,6 +197,7 @@ def test_a_depth_claimed_by_a_live_process_elsewhere_is_left_to_it(run, capsys):
     assert claim.exists() and finished_depths(run) == [3, 4, 6]
 
 
+@pytest.mark.slow  # the default run shares a folder between processes in test_workers.py and test_submit.py
 def test_two_processes_share_one_grid(tmp_path, capsys, finished_run):
     """The console command in a fresh process and main() in this one, on one folder: this one
     starts once the other holds its first depth (with the programs of this sweep compiled here

@@ -88,10 +88,19 @@ def nested_weights(cfg: SweepConfig, depth: int, keys: jax.Array) -> Optional[Re
     if not cfg.nested:
         return None
     t = cfg.train_config()
-    draw = functools.partial(nested_initial_params, depth=depth, width=int(cfg.width), base_depth=int(cfg.base_depth),
-                             init=t.init, init_scale=t.init_scale, delta_mode=t.delta_mode,
-                             branch_exponent=t.delta_exponent, nesting=cfg.nesting)
-    return jax.tree.map(np.asarray, jax.vmap(lambda k: draw(jax.random.fold_in(k, 0)))(keys))
+    draw = _nested_draw(depth, int(cfg.width), int(cfg.base_depth), t.init, float(t.init_scale), t.delta_mode,
+                        t.delta_exponent, cfg.nesting)
+    return jax.tree.map(np.asarray, draw(keys))
+
+
+@functools.lru_cache(maxsize=64)
+def _nested_draw(depth: int, width: int, base_depth: int, init: str, init_scale: float, delta_mode: str,
+                 branch_exponent: Optional[float], nesting: str) -> Callable[[jax.Array], ResNetParams]:
+    """:func:`nested_weights`' draw for keys (S, 2): one program per depth and setting."""
+    draw = functools.partial(nested_initial_params, depth=depth, width=width, base_depth=base_depth, init=init,
+                             init_scale=init_scale, delta_mode=delta_mode, branch_exponent=branch_exponent,
+                             nesting=nesting)
+    return jax.jit(jax.vmap(lambda k: draw(jax.random.fold_in(k, 0))))
 
 
 def params_of(arrays: Mapping[str, np.ndarray]) -> ResNetParams:
