@@ -381,10 +381,10 @@ def mock_cifar10(key: jax.Array, n_train: int, n_test: Optional[int] = None) -> 
     ``max(1, n_train // 5)`` (CIFAR-10's ratio). Labels are noise: test accuracy is chance."""
     n_test = max(1, n_train // 5) if n_test is None else n_test
     _check_sizes(n_train, n_test)
-    k_img, k_lab = jax.random.split(key)
     n = n_train + n_test
-    images = np.asarray(jax.random.randint(k_img, (n, 32, 32, 3), 0, 256, jnp.int32), np.uint8)
-    labels = np.asarray(jax.random.randint(k_lab, (n,), 0, 10, jnp.int32))
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())  # numpy: no compile per size
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, (n,)).astype(np.int32)
     split = f"{n_train:,} random images train, {n_test:,} others test"
     return _labelled((images[:n_train], labels[:n_train]), (images[n_train:], labels[n_train:]), None, None,
                      dataset="cifar10-mock", source="random uint8 images of CIFAR-10's shape, random labels",

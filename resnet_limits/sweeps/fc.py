@@ -26,7 +26,6 @@ from resnet_limits.config import SweepConfig
 from resnet_limits.data import Dataset, LabelledImages, mnist_dataset, mnist_images, synthetic
 from resnet_limits.errors import UsageError
 from resnet_limits.models import ResNetParams
-from resnet_limits.nested import nested_initial_params
 from resnet_limits.sweeps.driver import SweepReport, run_depths
 from resnet_limits.sweeps.folder import CONFIG, load_config
 from resnet_limits.training import TrainResult, seed_keys, train_seeds
@@ -97,6 +96,8 @@ def nested_weights(cfg: SweepConfig, depth: int, keys: jax.Array) -> Optional[Re
 def _nested_draw(depth: int, width: int, base_depth: int, init: str, init_scale: float, delta_mode: str,
                  branch_exponent: Optional[float], nesting: str) -> Callable[[jax.Array], ResNetParams]:
     """:func:`nested_weights`' draw for keys (S, 2): one program per depth and setting."""
+    from resnet_limits.nested import nested_initial_params  # (diffrax: imported by nested sweeps only)
+
     draw = functools.partial(nested_initial_params, depth=depth, width=width, base_depth=base_depth, init=init,
                              init_scale=init_scale, delta_mode=delta_mode, branch_exponent=branch_exponent,
                              nesting=nesting)
