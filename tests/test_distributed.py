@@ -2,9 +2,9 @@
 machine: two CPU processes on 127.0.0.1 (gloo collectives) train one sweep together.
 
 * a fully-connected sweep sharded over both processes' devices gives one process's weights;
-* only process 0 writes the folder, the other says which depths it took part in;
+  only process 0 writes the folder;
 * when one process dies the other ends within the heartbeat timeout with one line (no
-  traceback, no native log), and so does the one killed;
+  traceback, no native log), and so does the one killed (process 1 dying: slow);
 * the conv sweep (each minibatch split over both processes, orbax checkpoints written by both)
   gives the one-process network;
 * ``benchmarks/check_device.py`` passes on the CPU.
@@ -33,6 +33,8 @@ from resnet_limits.cli import main
 from resnet_limits.sweeps import finished_depths
 
 FC = ["tanh-synthetic", "--seeds", "3", "--epochs", "1", "--max-updates", "4", "--devices", "1"]
+#: A sweep whose depth 2000 trains for seconds: long enough to kill a process in it.
+LONG = ["tanh-synthetic", "--seeds", "2", "--epochs", "5", "--max-updates", "160", "--devices", "1"]
 
 
 class _Group:
@@ -92,43 +94,9 @@ def _weights(run, depths):
     return {L: dict(np.load(run / "depths" / f"L{L:05d}.npz")) for L in depths}
 
 
-def test_two_processes_train_a_sweep_as_one(tmp_path, group, capsys):
-    one, two = tmp_path / "one", tmp_path / "two"
-    g = group([*FC, "--out", str(two), "--depths", "3", "5"])
-    assert main(["sweep", *FC, "--out", str(one), "--depths", "3", "5", "--no-progress"]) == 0
-    outs = g.wait()
-    assert [p.returncode for p in g.procs] == [0, 0], g.err
-    assert "2 depths finished" in outs[0] and "this process trained 2: 3 5" in outs[0]
-    assert outs[1].strip() == f"process 1 of 2 took part in 2 depths: 3 5 (process 0 wrote them to {two})"
-    assert any("process 1 of 2" in ln and "joined the distributed run: 2 cpu devices in all" in ln for ln in g.err[1]), g.err
-    assert _clean(g.err[0]) and _clean(g.err[1]), g.err
-    ref, got = _weights(one, (3, 5)), _weights(two, (3, 5))
-    for L in (3, 5):
-        assert ref[L].keys() == got[L].keys()
-        for k in ref[L]:
-            np.testing.assert_allclose(got[L][k], ref[L][k], rtol=1e-6, atol=1e-7)
-    meta = json.loads((two / "depths" / "L00003.json").read_text())
-    assert meta["pid"] == _joined_pid(g.err[0])  # written by process 0
-    assert not list(two.rglob("*.claim")) and not (two / "error.log").exists()
-
-
-@pytest.mark.parametrize("victim", [pytest.param(1, marks=pytest.mark.slow), 0])  # 1: the heartbeat timeout (+5 s)
-def test_when_one_process_dies_the_other_ends_with_one_line(tmp_path, group, victim):
-    """SIGKILL one process (1: the other stops hearing its heartbeats; 0: the coordinator goes)
-    while depth 2000 trains: the other is ended by JAX's distributed service within the heartbeat
-    timeout (5 s) and says so in one line, exit code 3."""
-    out = tmp_path / "run"
-    g = group(["tanh-synthetic", "--out", str(out), "--depths", "2000", "--seeds", "2", "--epochs", "5",
-               "--max-updates", "160", "--devices", "1"], heartbeat=5)
-    deadline = time.time() + 240
-    while not (out / "depths" / "L02000.claim").exists() or not any("joined" in ln for ln in g.err[victim]):
-        assert all(p.poll() is None for p in g.procs) and time.time() < deadline, g.err
-        time.sleep(0.05)
-    pid = _joined_pid(g.err[victim])
-    os.kill(pid, signal.SIGKILL)
-    killed = time.time()
-    g.wait(timeout=120)
-    assert time.time() - killed < 60
+def _assert_one_line_ends(g, victim: int) -> None:
+    """Process ``victim`` was SIGKILLed: both end with exit code 3 and one line each, the other's
+    naming JAX's distributed service and its log (read, then removed, as the victim's)."""
     other = 1 - victim
     assert [p.returncode for p in g.procs] == [distributed.EXIT_FAILED] * 2, g.err
     last = g.err[other][-1]
@@ -142,6 +110,51 @@ def test_when_one_process_dies_the_other_ends_with_one_line(tmp_path, group, vic
     assert "distributed service" in open(log).read()
     os.unlink(log)
     os.unlink(re.search(r"its log in (\S+)\)$", g.err[victim][-1])[1])
+
+
+def _kill_while_training(g, out, depth: int, victim: int) -> float:
+    """SIGKILL process ``victim`` once it has joined and ``depth`` is being trained; the time."""
+    deadline = time.time() + 240
+    while not (out / "depths" / f"L{depth:05d}.claim").exists() or not any("joined" in ln for ln in g.err[victim]):
+        assert all(p.poll() is None for p in g.procs) and time.time() < deadline, g.err
+        time.sleep(0.05)
+    os.kill(_joined_pid(g.err[victim]), signal.SIGKILL)
+    return time.time()
+
+
+def test_two_processes_train_a_sweep_as_one_and_end_in_one_line_when_one_dies(tmp_path, group):
+    """Depths 3 and 5 trained by two processes equal one process's networks (written by process
+    0 only); then process 0 (the coordinator) is SIGKILLed while depth 2000 trains: the other is
+    ended by JAX's distributed service and says so in one line, exit code 3; 3 and 5 are kept."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    g = group([*LONG, "--out", str(two), "--depths", "3", "5", "2000"], heartbeat=5)
+    assert main(["sweep", *LONG, "--out", str(one), "--depths", "3", "5", "--no-progress"]) == 0
+    killed = _kill_while_training(g, two, 2000, victim=0)
+    g.wait(timeout=120)
+    assert time.time() - killed < 60
+    _assert_one_line_ends(g, victim=0)
+    assert any("process 1 of 2" in ln and "joined the distributed run: 2 cpu devices in all" in ln for ln in g.err[1]), g.err
+    assert finished_depths(two) == [3, 5]
+    ref, got = _weights(one, (3, 5)), _weights(two, (3, 5))
+    for L in (3, 5):
+        assert ref[L].keys() == got[L].keys()
+        for k in ref[L]:
+            np.testing.assert_allclose(got[L][k], ref[L][k], rtol=1e-6, atol=1e-7)
+    meta = json.loads((two / "depths" / "L00003.json").read_text())
+    assert meta["pid"] == _joined_pid(g.err[0]) and meta["devices"] == 2  # written by process 0
+    assert not (two / "error.log").exists()
+
+
+@pytest.mark.slow  # the other victim is in the test above; + the heartbeat timeout (5 s)
+def test_when_process_1_dies_process_0_ends_with_one_line(tmp_path, group):
+    """SIGKILL process 1 while depth 2000 trains: process 0 stops hearing its heartbeats and is
+    ended by JAX's distributed service within the heartbeat timeout (5 s), in one line."""
+    out = tmp_path / "run"
+    g = group([*LONG, "--out", str(out), "--depths", "2000"], heartbeat=5)
+    killed = _kill_while_training(g, out, 2000, victim=1)
+    g.wait(timeout=120)
+    assert time.time() - killed < 60
+    _assert_one_line_ends(g, victim=1)
     assert finished_depths(out) == []
 
 

@@ -106,6 +106,7 @@ def test_reproduce_table4_passes_the_optimizer(tmp_path, monkeypatch):
     assert "not run" in table4.table4_markdown(res)
 
 
+@pytest.mark.slow  # the one-pass engine equals per-folder sweeps in test_sweeps_lr_grid.py (default run)
 def test_one_pass_cells_are_the_per_cell_sweeps(tmp_path, monkeypatch):
     """Real training, shrunken grid (2 eta x 1 B, depths 4, 6, 10, 2 seeds): each cell folder is the
     folder a per-cell ``run_sweep`` makes (same config.json, same per-seed numbers)."""
