@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from helpers import xla_env
 from resnet_limits import cli
@@ -27,6 +28,7 @@ def _weights(out):
     return {L: np.load(out / "depths" / f"L{L:05d}.npz") for L in (3, 7)}
 
 
+@pytest.mark.slow  # the seed axis sharded over two devices: test_training.py (default run)
 def test_sweep_on_two_devices_equals_one_device(tmp_path):
     """The sweep on two host devices (a fresh process: the devices are made when JAX starts)
     against the same sweep on this process's one device, run meanwhile."""

@@ -9,6 +9,7 @@ import textwrap
 import threading
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -75,6 +76,7 @@ def test_sweep_writes_every_depth_and_skips_finished_ones(tmp_path):
     params, metrics = load_depth(tmp_path, 3)
     assert params.A.shape == (2, 3, 10, 10) and params.b.shape == (2, 3, 10) and params.delta.shape == (2,)
     assert metrics["updates"] == [8, 8] and len(metrics["loss_curve"][0]) == 8
+    assert (metrics["devices"], metrics["platform"]) == (jax.device_count(), jax.default_backend())
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "depths").iterdir()}
     # a larger grid in the same folder trains only the new depth
     assert run_sweep(_small(depths=[2, 3, 4]), tmp_path, progress=False) == [2, 3, 4]
