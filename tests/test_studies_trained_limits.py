@@ -43,6 +43,7 @@ def _regime1(L, d=10, alpha=0.7, seed=0):
     return ResNetParams(A.astype(np.float32), b.astype(np.float32), np.float32(L ** -alpha))
 
 
+@pytest.mark.slow  # two adaptive ODE compiles; the default run compares on the ReLU run below
 def test_compare_trained_tanh_linear_ode(tmp_path):
     run = tmp_path / "run"
     _write_run(run, "tanh", "shared", (16, 256), _regime1)
@@ -58,12 +59,6 @@ def test_compare_trained_tanh_linear_ode(tmp_path):
     saved = json.loads((run / "limits" / "L00256.json").read_text())
     assert set(saved) == set(r256) and saved["sup_error"] == r256["sup_error"]
     assert json.loads(trained_limits.format_trained_limits(r256))["depth"] == 256
-    with pytest.raises(UsageError):
-        compare_trained(run, 32)
-    with pytest.raises(UsageError):
-        compare_trained(tmp_path / "nothing", 16)
-    with pytest.raises(UsageError):
-        compare_trained(run, 16, seed=3)
 
 
 def test_compare_trained_relu_surrogate_sde(tmp_path):
@@ -84,3 +79,12 @@ def test_compare_trained_relu_surrogate_sde(tmp_path):
     assert np.all(np.isfinite(res["surrogate_network_sup_error"]))
     saved = json.loads((tmp_path / "o" / f"L{L:05d}.json").read_text())
     assert set(saved) == set(res) and len(saved["surrogate_eps_scan"]) == 3
+    assert json.loads(trained_limits.format_trained_limits(res))["depth"] == L
+    with pytest.raises(UsageError, match="not finished"):
+        compare_trained(run, 32)
+    with pytest.raises(UsageError):
+        compare_trained(tmp_path / "nothing", L)
+    with pytest.raises(UsageError, match="seed"):
+        compare_trained(run, L, seed=3)
+    with pytest.raises(UsageError, match="n_inputs"):
+        compare_trained(run, L, n_inputs=0)
