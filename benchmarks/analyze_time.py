@@ -24,9 +24,11 @@ from pathlib import Path
 
 
 def _cli(args: list[str], env: dict) -> float:
+    """Seconds of one CLI process, started outside any checkout: ``python -m`` puts its working
+    folder first on the path, which would shadow ``PYTHONPATH`` (the other checkout)."""
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "resnet_limits.cli", *args], check=True, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tempfile.gettempdir())
     return time.perf_counter() - t0
 
 
@@ -72,7 +74,9 @@ def main() -> None:
         _cli(["sweep", "tanh-synthetic", "--quick", "--out", str(a.run), "--no-progress"], env)
     sides = [("this checkout", env)]
     if a.pythonpath:
-        sides.append((a.pythonpath, dict(env, PYTHONPATH=a.pythonpath)))
+        other = str(Path(a.pythonpath).resolve())
+        sides.append((a.pythonpath, dict(env, PYTHONPATH=other)))
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])  # this checkout, whatever is installed
     for name, e in sides:
         times, inside = [], []
         for _ in range(a.repeats):
