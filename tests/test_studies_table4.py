@@ -115,7 +115,7 @@ def test_one_pass_cells_are_the_per_cell_sweeps(tmp_path, monkeypatch):
     monkeypatch.setattr(table4, "BATCH_SIZES", (128,))
     table4.run(tmp_path / "t4", quick=True, seeds=2, progress=False)
     for lr in (0.01, 0.003):
-        cfg = table4._cell_config(lr, 128, quick=True, optimizer=None, seeds=2)
+        cfg = table4.cell_config(lr, 128, quick=True, optimizer=None, seeds=2)
         cell, ref = table4.cell_dir(tmp_path / "t4", lr, 128), tmp_path / f"ref{lr:g}"
         sweeps.run_sweep(cfg, ref, progress=False)
         assert sweeps.load_config(cell) == sweeps.load_config(ref)

@@ -31,7 +31,7 @@ from resnet_limits.config import PRESETS, SweepConfig, sweep_config
 from resnet_limits.errors import UsageError
 from resnet_limits.studies._io import output_folder, write_json, write_text
 
-__all__ = ["BATCH_SIZES", "LEARNING_RATES", "PAPER_TABLE4", "QUICK_DEPTHS", "QUICK_MAX_DEPTH", "cell_dir",
+__all__ = ["BATCH_SIZES", "LEARNING_RATES", "PAPER_TABLE4", "QUICK_DEPTHS", "QUICK_MAX_DEPTH", "cell_config", "cell_dir",
            "format_table4", "run", "table4_markdown"]
 
 LEARNING_RATES = (0.01, 0.003, 0.001)
@@ -62,7 +62,7 @@ def cell_dir(out, lr: float, batch_size: int) -> Path:
     return Path(out) / f"lr{lr:g}_B{batch_size}"
 
 
-def _cell_config(lr: float, B: int, *, quick: bool, optimizer: Optional[str], seeds: int) -> SweepConfig:
+def cell_config(lr: float, B: int, *, quick: bool, optimizer: Optional[str], seeds: int) -> SweepConfig:
     """The sweep configuration of one cell: the tanh-synthetic preset with this eta and B and the
     training budget of the module docstring (at least 5 epochs and at least T_max updates)."""
     base = PRESETS["tanh-synthetic"]
@@ -119,7 +119,7 @@ def run(
         raise UsageError(f"seeds must be >= 1, got {seeds}")
     out = output_folder(out)
     t0 = time.perf_counter()
-    grid = {B: [_cell_config(lr, B, quick=quick, optimizer=optimizer, seeds=seeds) for lr in LEARNING_RATES]
+    grid = {B: [cell_config(lr, B, quick=quick, optimizer=optimizer, seeds=seeds) for lr in LEARNING_RATES]
             for B in BATCH_SIZES}
     n_depths = sum(len(cfgs[0].depths) for cfgs in grid.values())
     rows: dict[tuple[float, int], dict] = {}
