@@ -31,8 +31,8 @@ from resnet_limits.config import PRESETS, SweepConfig, sweep_config
 from resnet_limits.errors import UsageError
 from resnet_limits.studies._io import output_folder, write_json, write_text
 
-__all__ = ["BATCH_SIZES", "LEARNING_RATES", "PAPER_TABLE4", "QUICK_DEPTHS", "QUICK_MAX_DEPTH", "cell_config", "cell_dir",
-           "format_table4", "run", "table4_markdown"]
+__all__ = ["BATCH_SIZES", "LEARNING_RATES", "PAPER_TABLE4", "QUICK_DEPTHS", "QUICK_MAX_DEPTH", "cell_config",
+           "cell_dir", "format_table4", "run", "table4_markdown"]
 
 LEARNING_RATES = (0.01, 0.003, 0.001)
 BATCH_SIZES = (8, 32, 128)
