@@ -62,6 +62,7 @@ __all__ = [
     "backward_ode",
     "forward_ode",
     "input_jacobians",
+    "ito_correction",
     "jacobians",
     "layer_factors",
     "li_adjoint",
@@ -378,22 +379,22 @@ class _RightControlTerm(diffrax.AbstractTerm):
         return vf @ control
 
 
-def _qv_parts(qv, d: int):
-    """(Q(t, x), C(t)) from a :class:`limits.QuadraticVariation` or ``limits.BrownianQ``.
+def ito_correction(qv, d: int) -> Callable[[jax.Array], jax.Array]:
+    """C(t) (d, d), the Ito correction of Phi^{-1} (and of the Ito -> Stratonovich conversion),
+    from a :class:`limits.QuadraticVariation` or ``limits.BrownianQ``.
 
-    C_ij(t) = sum_k d[W^A_ik, W^A_kj]/dt is the Ito correction of Phi^{-1} (and of the
-    Ito -> Stratonovich conversion). From the row-wise densities S[i, j, l] = d[M_ij, M_il]/dt
+    C_ij(t) = sum_k d[W^A_ik, W^A_kj]/dt. From the row-wise densities S[i, j, l] = d[M_ij, M_il]/dt
     only the k = i term is known: C_ij = S[i, i, j], exact when distinct rows of W^A are
-    uncorrelated (SP Remark 2.1, and the independence SP assumes for Q).
+    uncorrelated (SP Remark 2.1, and the independence SP assumes for Q); I/d^2 for Brownian weights.
     """
     if isinstance(qv, BrownianQ):
-        return qv, (lambda t: jnp.eye(d) / d**2)
+        return lambda t: jnp.eye(d) / d**2
 
     def C(t):
         S = qv.density(t)  # (d, d+1, d+1)
         return jnp.diagonal(S[:, :d, :d], axis1=0, axis2=1).T  # [i, j] = S[i, i, j]
 
-    return qv, C
+    return C
 
 
 class PhiSolution(NamedTuple):
@@ -454,7 +455,8 @@ def solve_phi_sde(
     n = W_A.n
     s2 = get_activation(activation).d2_at_0 if d2_at_0 is None else d2_at_0
     use_q = d2_at_0 is not None or s2 != 0.0
-    Q, C = _qv_parts(BrownianQ() if qv is None else qv, d)
+    Q = BrownianQ() if qv is None else qv
+    C = ito_correction(Q, d)
     gradQ = jax.jacfwd(Q, argnums=1)
 
     def B_and_fH(t, H):
@@ -533,7 +535,8 @@ def li_adjoint(
         w_strat, use_strat = (1.0 if stratonovich_drift else 0.0), stratonovich_drift
     else:
         w_strat, use_strat = stratonovich_drift, True
-    Q, C = _qv_parts(BrownianQ() if qv is None else qv, d)
+    Q = BrownianQ() if qv is None else qv
+    C = ito_correction(Q, d)
     gradQ = jax.jacfwd(Q, argnums=1)
     V = PiecewiseLinearPath(W_A.values[-1] - W_A.values[::-1])
     Hrev = PiecewiseLinearPath(H_fine[::-1])

@@ -281,7 +281,7 @@ def test_phi_sde_trend_term_and_qv_object():
 
         @jax.jit
         def run(x):  # everything in one program (no eager op-by-op compiles)
-            _, C = bp._qv_parts(brownian_qv(4, d), d)
+            C = bp.ito_correction(brownian_qv(4, d), d)
             zero_qv = QuadraticVariation(jnp.zeros((n, d, d + 1, d + 1)))
             WA = PiecewiseLinearPath(jnp.zeros((n + 1, d, d)))
             Wb = PiecewiseLinearPath(jnp.zeros((n + 1, d)))
