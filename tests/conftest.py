@@ -31,10 +31,10 @@ def _same_environment():
 
 
 def pytest_configure(config):
-    """The CLI's persistent compilation cache (on by default) goes to a fresh temporary folder for
-    the test run, never into the user's ``~/.cache``, and XLA compiles at the test run's
-    optimisation level (``helpers.TEST_XLA_FLAGS``, unless ``XLA_FLAGS`` already sets one); xdist
-    workers and subprocesses inherit both."""
+    """The persistent compilation cache goes to a fresh temporary folder for the test run, never
+    into the user's ``~/.cache``, and every test process and child uses it; XLA compiles at the
+    test run's optimisation level (``helpers.TEST_XLA_FLAGS``, unless ``XLA_FLAGS`` already sets
+    one); xdist workers and subprocesses inherit both."""
     if hasattr(config, "workerinput"):  # an xdist worker: the controller has set it up
         _share_compiled_programs()
         return
