@@ -1,6 +1,7 @@
 """Small helpers shared by the tests (import with ``from helpers import ...``)."""
 
 import os
+import subprocess
 
 from resnet_limits.run import Run
 
@@ -22,6 +23,19 @@ def xla_env(devices: int = 1, **extra) -> dict:
     run's XLA flags (no other XLA flag of this process, so children compile alike)."""
     flags = TEST_XLA_FLAGS + (f" --xla_force_host_platform_device_count={devices}" if devices > 1 else "")
     return dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", **extra)
+
+
+def finished(child: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
+    """(stdout, stderr) of a child started with pipes, once it has exited with code 0; killed if
+    it has not ended within ``timeout`` seconds or the wait fails."""
+    try:
+        stdout, stderr = child.communicate(timeout=timeout)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, stderr[-2000:]
+    return stdout, stderr
 
 
 def load_depth(run_dir, depth: int):

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import xla_env
+from helpers import finished, xla_env
 from resnet_limits.data import synthetic
 from resnet_limits.errors import UsageError
 from resnet_limits.models import forward, forward_to_depth, init_params, init_scales, mse, pad_params
@@ -126,14 +126,7 @@ def _sharded_run(devices: int) -> subprocess.Popen:
 
 
 def _result(child: subprocess.Popen) -> dict:
-    try:
-        stdout, stderr = child.communicate(timeout=300)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
-    assert child.returncode == 0, stderr[-2000:]
-    return json.loads(stdout.strip().splitlines()[-1])
+    return json.loads(finished(child)[0].strip().splitlines()[-1])
 
 
 def test_seed_axis_sharded_over_two_cpu_devices_gives_the_same_results():
